@@ -1,0 +1,154 @@
+//! Event ⇄ MessagePack. The wire format is a self-describing map (field names, not positions)
+//! carrying a schema version, so the Lua script can add the decision to it and old entries
+//! stay readable as fields are added.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::event::{Event, SCHEMA_VERSION};
+
+/// The stream entry field that holds the encoded event.
+pub const EVENT_FIELD: &str = "e";
+
+/// The part of an event ingest knows before the decision; the script completes it.
+#[derive(Debug, Serialize)]
+pub struct PendingEvent<'a> {
+    pub v: u32,
+    #[serde(with = "as_string")]
+    pub id: Uuid,
+    #[serde(with = "as_string")]
+    pub ip: IpAddr,
+    pub to: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'a str>,
+    pub message: &'a str,
+    pub segments: u32,
+    pub policy: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a valid event map: {0}")]
+    Malformed(#[from] rmp_serde::decode::Error),
+    #[error("unknown event schema version {0}")]
+    UnknownVersion(u32),
+}
+
+pub fn encode_pending(event: &PendingEvent<'_>) -> Vec<u8> {
+    rmp_serde::to_vec_named(event).expect("a PendingEvent always serializes")
+}
+
+/// Encodes a whole event the way the script would have written it (used by tests and tools
+/// that build streams without Redis).
+pub fn encode(event: &Event) -> Vec<u8> {
+    rmp_serde::to_vec_named(event).expect("an Event always serializes")
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let event: Event = rmp_serde::from_slice(bytes)?;
+    if event.v != SCHEMA_VERSION {
+        return Err(DecodeError::UnknownVersion(event.v));
+    }
+    Ok(event)
+}
+
+/// Serde through `Display`/`FromStr`: UUIDs and IPs travel as text, which survives the Lua
+/// script's unpack/repack unchanged (binary would come back as a MessagePack string).
+pub mod as_string {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Outcome;
+
+    fn sample() -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            at_us: 1_764_313_000_123_456,
+            ip: "203.0.113.7".parse().unwrap(),
+            to: "+14155550123".into(),
+            from: None,
+            message: "héllo ✓".into(),
+            segments: 1,
+            outcome: Outcome::Rejected,
+            violated: vec!["1m".into()],
+            retry_after: 37,
+            policy: "3/1m,10/1d".into(),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_messagepack() {
+        let event = sample();
+        assert_eq!(decode(&encode(&event)).unwrap(), event);
+        let with_sender = Event {
+            from: Some("Acme".into()),
+            ..sample()
+        };
+        assert_eq!(decode(&encode(&with_sender)).unwrap(), with_sender);
+    }
+
+    #[test]
+    fn the_encoding_is_a_map_with_field_names() {
+        let bytes = encode(&sample());
+        let is_map = matches!(bytes[0], 0x80..=0x8f | 0xde | 0xdf);
+        assert!(
+            is_map,
+            "first byte {:#x} is not a MessagePack map",
+            bytes[0]
+        );
+        for name in [
+            "v",
+            "id",
+            "at_us",
+            "outcome",
+            "violated",
+            "retry_after",
+            "policy",
+        ] {
+            assert!(contains(&bytes, name.as_bytes()), "field {name} missing");
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let future = Event {
+            v: SCHEMA_VERSION + 1,
+            ..sample()
+        };
+        assert!(matches!(
+            decode(&encode(&future)),
+            Err(DecodeError::UnknownVersion(_))
+        ));
+        assert!(matches!(
+            decode(b"\xc1garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

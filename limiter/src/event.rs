@@ -1,0 +1,69 @@
+//! The event recorded on the stream for every decision, accepted or rejected.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::as_string;
+
+/// Bumped whenever a field changes meaning; decoders refuse versions they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What the limiter decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Accepted,
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// One decision as it stands on the stream. Field names are the wire names of the MessagePack
+/// map; `at_us`, `outcome`, `violated` and `retry_after` are filled in by the Lua script, the
+/// rest by ingest before the script runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version of this map, [`SCHEMA_VERSION`] when written by this code.
+    pub v: u32,
+    /// UUID v7 minted by ingest; the primary key everywhere downstream.
+    #[serde(with = "as_string")]
+    pub id: Uuid,
+    /// Decision time from Redis `TIME`, microseconds since the Unix epoch.
+    pub at_us: i64,
+    #[serde(with = "as_string")]
+    pub ip: IpAddr,
+    /// Destination number in E.164.
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub message: String,
+    pub segments: u32,
+    pub outcome: Outcome,
+    /// Names of the windows that refused the request (empty when accepted).
+    pub violated: Vec<String>,
+    /// Whole seconds until the same request would be accepted (0 when accepted).
+    pub retry_after: u64,
+    /// The policy in force for this decision, e.g. `3/1m,10/1d`, so audits can re-derive it.
+    pub policy: String,
+}
+
+impl Event {
+    pub fn at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(u64::try_from(self.at_us).unwrap_or_default())
+    }
+
+    /// The identity the policy counts against: client IP and destination number.
+    pub fn client_key(&self) -> String {
+        crate::layout::client_key(&self.ip, &self.to)
+    }
+}

@@ -1,0 +1,132 @@
+//! Redis key layout. Every key one script touches carries the same hash tag, `{p}` for the
+//! client's partition, so the script runs unchanged on Redis Cluster; a namespace prefix keeps
+//! deployments (and tests) apart on one Redis.
+//!
+//! ```text
+//! <ns>:{<p>}:events          the event stream of partition p
+//! <ns>:{<p>}:quota:<client>  sorted set of a client's accepted requests (score = µs)
+//! <ns>:{<p>}:dead            dead-letter stream of partition p
+//! ```
+
+use std::net::IpAddr;
+
+/// Names every Redis key smsgate uses for one namespace and partition count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    namespace: String,
+    partitions: u16,
+}
+
+impl Layout {
+    pub const DEFAULT_NAMESPACE: &'static str = "smsgate";
+
+    /// `partitions` below 1 is treated as 1.
+    pub fn new(namespace: impl Into<String>, partitions: u16) -> Self {
+        Self {
+            namespace: namespace.into(),
+            partitions: partitions.max(1),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The partition of a client: FNV-1a (64-bit) of the client key, mixed by MurmurHash3's
+    /// `fmix64` (FNV's low bits alone spread similar keys badly), modulo the partition count.
+    /// Stable across processes, versions and machines; changing the count moves clients, which
+    /// is why it is an explicit migration.
+    pub fn partition_of(&self, client_key: &str) -> u16 {
+        let hash = fmix64(fnv1a64(client_key.as_bytes()));
+        u16::try_from(hash % u64::from(self.partitions)).unwrap_or(0)
+    }
+
+    /// A key of partition `p`: `<ns>:{p}:<suffix>`.
+    pub fn key(&self, partition: u16, suffix: &str) -> String {
+        format!("{}:{{{partition}}}:{suffix}", self.namespace)
+    }
+
+    /// A key that belongs to no partition (projections shared by all): `<ns>:<suffix>`.
+    pub fn global(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.namespace)
+    }
+
+    pub fn stream(&self, partition: u16) -> String {
+        self.key(partition, "events")
+    }
+
+    /// Every partition's stream, in partition order.
+    pub fn streams(&self) -> Vec<String> {
+        (0..self.partitions).map(|p| self.stream(p)).collect()
+    }
+
+    pub fn quota(&self, partition: u16, client_key: &str) -> String {
+        self.key(partition, &format!("quota:{client_key}"))
+    }
+
+    pub fn dead_letters(&self, partition: u16) -> String {
+        self.key(partition, "dead")
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_NAMESPACE, 1)
+    }
+}
+
+/// The identity the policy counts against: `<ip>|<E.164 number>`.
+pub fn client_key(ip: &IpAddr, to: &str) -> String {
+    format!("{ip}|{to}")
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_one_partition_share_a_hash_tag() {
+        let layout = Layout::new("t1", 4);
+        assert_eq!(layout.stream(2), "t1:{2}:events");
+        assert_eq!(
+            layout.quota(2, "1.2.3.4|+1415"),
+            "t1:{2}:quota:1.2.3.4|+1415"
+        );
+        assert_eq!(layout.dead_letters(0), "t1:{0}:dead");
+        assert_eq!(layout.streams().len(), 4);
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        let layout = Layout::new("t", 16);
+        // FNV-1a test vector: the partition function must never change silently.
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let key = client_key(&"198.51.100.1".parse().unwrap(), "+14155550123");
+        assert_eq!(layout.partition_of(&key), layout.partition_of(&key));
+        let used: std::collections::HashSet<_> = (0..1000)
+            .map(|i| layout.partition_of(&format!("10.0.0.{i}|+1415555{i:04}")))
+            .collect();
+        assert_eq!(used.len(), 16);
+        assert_eq!(Layout::new("t", 0).partitions(), 1);
+    }
+}

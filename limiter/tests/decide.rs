@@ -1,0 +1,350 @@
+//! The decision script against a real Redis (`REDIS_URL`, default 127.0.0.1:6379), held to the
+//! pure-Rust model: atomicity under concurrency, exact rolling windows and Retry-After, and
+//! one decodable event on the stream for every decision.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::clients::{Client, Pool};
+use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::types::streams::XReadResponse;
+use limiter::model::Model;
+use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
+use rand::{Rng, SeedableRng};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn redis() -> Pool {
+    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
+        .await
+        .expect("redis url");
+    assert!(
+        limiter::connection::is_up(&pool),
+        "Redis is not reachable at {}",
+        redis_url()
+    );
+    pool
+}
+
+fn limiter(policy: &str, partitions: u16) -> RateLimiter {
+    let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+    RateLimiter::new(
+        Policy::parse(policy).unwrap(),
+        Layout::new(namespace, partitions),
+    )
+}
+
+fn request(ip: &str, to: &'static str) -> SmsRequest<'static> {
+    SmsRequest {
+        ip: ip.parse().unwrap(),
+        to,
+        from: None,
+        message: "hello",
+        segments: 1,
+    }
+}
+
+/// Every event on every partition's stream, in stream order per partition.
+async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(String, Event)> {
+    let mut all = Vec::new();
+    for stream in layout.streams() {
+        let mut after = "0-0".to_string();
+        loop {
+            let page: XReadResponse<String, String, String, Vec<u8>> = redis
+                .xread_map(Some(10_000), None, stream.as_str(), after.as_str())
+                .await
+                .unwrap_or_default();
+            let Some(entries) = page.into_values().next() else {
+                break;
+            };
+            if entries.is_empty() {
+                break;
+            }
+            for (id, fields) in entries {
+                let event = codec::decode(&fields[codec::EVENT_FIELD]).expect("decodable event");
+                after = id.clone();
+                all.push((id, event));
+            }
+        }
+    }
+    all
+}
+
+async fn drop_namespace(redis: &Client, layout: &Layout) {
+    let keys: Vec<String> = redis
+        .eval(
+            "return redis.call('KEYS', ARGV[1])",
+            Vec::<String>::new(),
+            vec![format!("{}:*", layout.namespace())],
+        )
+        .await
+        .unwrap_or_default();
+    for key in keys {
+        let _: () = redis.del(key).await.unwrap_or(());
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_for_one_client_admit_exactly_three() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter("3/1m,10/1d", 1));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let client = &pool.clients()[i % pool.clients().len()];
+                limiter
+                    .decide(client, &request("198.51.100.1", "+14155550123"))
+                    .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        let decision = task.await.unwrap().expect("decided");
+        if decision.outcome == Outcome::Accepted {
+            accepted += 1;
+        } else {
+            assert!(decision.retry_after >= 1);
+        }
+    }
+    assert_eq!(accepted, 3);
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 200, "every decision is on the stream");
+    let on_stream = events
+        .iter()
+        .filter(|(_, e)| e.outcome == Outcome::Accepted)
+        .count();
+    assert_eq!(on_stream, 3);
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn fifty_clients_at_once_get_exactly_three_each() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter("3/1m,10/1d", 4));
+    let numbers: Vec<&'static str> = (0..50)
+        .map(|i| &*Box::leak(format!("+1415555{:04}", 1000 + i).into_boxed_str()))
+        .collect();
+    let mut tasks = Vec::new();
+    for round in 0..8 {
+        for (n, to) in numbers.iter().enumerate() {
+            let (pool, limiter, to) = (pool.clone(), limiter.clone(), *to);
+            tasks.push(tokio::spawn(async move {
+                let client = &pool.clients()[(round + n) % pool.clients().len()];
+                let d = limiter
+                    .decide(client, &request("203.0.113.9", to))
+                    .await
+                    .unwrap();
+                (to, d.outcome)
+            }));
+        }
+    }
+    let mut accepted: HashMap<&str, usize> = HashMap::new();
+    for task in tasks {
+        let (to, outcome) = task.await.unwrap();
+        *accepted.entry(to).or_default() += usize::from(outcome == Outcome::Accepted);
+    }
+    assert_eq!(accepted.len(), 50);
+    assert!(accepted.values().all(|n| *n == 3), "{accepted:?}");
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+/// Replays the stream through the model: every recorded outcome, violated window and
+/// Retry-After must be what the model decides at the recorded Redis time, in stream order.
+fn assert_stream_matches_model(policy: &str, events: &[(String, Event)]) -> usize {
+    let mut model = Model::new(Policy::parse(policy).unwrap());
+    let mut rejected = 0;
+    for (id, event) in events {
+        let expected = model.decide(&event.client_key(), event.at_us);
+        assert_eq!(
+            event.outcome, expected.outcome,
+            "outcome of {id} ({event:?})"
+        );
+        assert_eq!(
+            event.violated, expected.violated,
+            "violated windows of {id}"
+        );
+        assert_eq!(
+            event.retry_after, expected.retry_after,
+            "retry-after of {id}"
+        );
+        rejected += usize::from(event.outcome == Outcome::Rejected);
+    }
+    rejected
+}
+
+#[tokio::test]
+async fn ten_thousand_random_concurrent_requests_match_the_model_exactly() {
+    const POLICY: &str = "2/1s,5/3s,9/1m";
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(POLICY, 4));
+    let workers: Vec<_> = (0..32u64)
+        .map(|worker| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(worker);
+                let client = &pool.clients()[worker as usize % pool.clients().len()];
+                for _ in 0..320 {
+                    let ip: IpAddr = format!("10.0.0.{}", rng.random_range(1..=8))
+                        .parse()
+                        .unwrap();
+                    let to = [
+                        "+14155550100",
+                        "+14155550101",
+                        "+447700900123",
+                        "+4915112345678",
+                    ][rng.random_range(0..4)];
+                    let req = SmsRequest {
+                        ip,
+                        ..request("10.0.0.1", to)
+                    };
+                    limiter.decide(client, &req).await.expect("decided");
+                    if rng.random_bool(0.05) {
+                        tokio::time::sleep(Duration::from_millis(rng.random_range(1..60))).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let mut events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 32 * 320);
+    // Clients never span partitions, so each partition's order is the order that matters;
+    // sorting by decision time keeps that order (ties keep stream order: the sort is stable).
+    events.sort_by_key(|(_, e)| e.at_us);
+    let rejected = assert_stream_matches_model(POLICY, &events);
+    assert!(
+        rejected > 1_000,
+        "the run must exercise rejections, saw {rejected}"
+    );
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn rolling_windows_admit_exactly_at_the_edges_and_retry_after_is_exact() {
+    const POLICY: &str = "3/2s,5/10s";
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter(POLICY, 1);
+    let req = request("192.0.2.44", "+14155550199");
+    let mut decisions = Vec::new();
+    for _ in 0..3 {
+        let d = limiter.decide(redis, &req).await.unwrap();
+        assert_eq!(d.outcome, Outcome::Accepted);
+        decisions.push(d);
+    }
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| d.windows[0].remaining)
+            .collect::<Vec<_>>(),
+        [2, 1, 0]
+    );
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| d.windows[1].remaining)
+            .collect::<Vec<_>>(),
+        [4, 3, 2]
+    );
+    let refused = limiter.decide(redis, &req).await.unwrap();
+    assert_eq!(refused.outcome, Outcome::Rejected);
+    assert!(refused.windows[0].violated() && !refused.windows[1].violated());
+    assert!(
+        (1..=2).contains(&refused.retry_after),
+        "{}",
+        refused.retry_after
+    );
+    // Retry-After is never more than a second late: the exact wait rounds up to it.
+    let exact_us = decisions[0].at_us + 2_000_000 - refused.at_us;
+    assert_eq!(
+        refused.retry_after,
+        limiter::model::whole_seconds_up(exact_us)
+    );
+    // A refusal consumed nothing.
+    assert_eq!(refused.windows[0].remaining, 0);
+    assert_eq!(refused.windows[1].remaining, 2);
+
+    tokio::time::sleep(Duration::from_secs(refused.retry_after)).await;
+    let retried = limiter.decide(redis, &req).await.unwrap();
+    assert_eq!(
+        retried.outcome,
+        Outcome::Accepted,
+        "waiting Retry-After must suffice"
+    );
+    assert_eq!(retried.windows[1].remaining, 1);
+    let next = limiter.decide(redis, &req).await.unwrap();
+    // Five in ten seconds are used now: the long window refuses next, however the short one stands.
+    if next.outcome == Outcome::Accepted {
+        let last = limiter.decide(redis, &req).await.unwrap();
+        assert_eq!(last.outcome, Outcome::Rejected);
+        assert!(last.windows[1].violated());
+    } else {
+        assert!(next.windows.iter().any(|w| w.violated()));
+    }
+    let events = stream_events(redis, limiter.layout()).await;
+    assert_stream_matches_model(POLICY, &events);
+    drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn the_script_is_reloaded_after_redis_forgets_it() {
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter("3/1m", 1);
+    limiter
+        .decide(redis, &request("192.0.2.1", "+14155550111"))
+        .await
+        .unwrap();
+    let _: () = redis.script_flush(false).await.unwrap();
+    let d = limiter
+        .decide(redis, &request("192.0.2.1", "+14155550111"))
+        .await
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Accepted);
+    assert_eq!(d.windows[0].remaining, 1);
+    drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn every_event_carries_the_request_and_the_decision() {
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter("1/1m", 2);
+    let req = SmsRequest {
+        from: Some("Acme"),
+        message: "Grüße ✓",
+        segments: 1,
+        ..request("2001:db8::7", "+4915112345678")
+    };
+    let first = limiter.decide(redis, &req).await.unwrap();
+    let second = limiter.decide(redis, &req).await.unwrap();
+    let events = stream_events(redis, limiter.layout()).await;
+    assert_eq!(events.len(), 2);
+    let (id, accepted) = &events[0];
+    assert_eq!(id, &first.stream_id);
+    assert_eq!(accepted.id, first.id);
+    assert_eq!(accepted.at_us, first.at_us);
+    assert_eq!(accepted.ip, req.ip);
+    assert_eq!(accepted.to, "+4915112345678");
+    assert_eq!(accepted.from.as_deref(), Some("Acme"));
+    assert_eq!(accepted.message, "Grüße ✓");
+    assert_eq!(accepted.outcome, Outcome::Accepted);
+    assert_eq!(accepted.policy, "1/1m");
+    let (_, rejected) = &events[1];
+    assert_eq!(rejected.id, second.id);
+    assert_eq!(rejected.outcome, Outcome::Rejected);
+    assert_eq!(rejected.violated, ["1m"]);
+    assert_eq!(rejected.retry_after, second.retry_after);
+    assert!(rejected.retry_after >= 59);
+    drop_namespace(redis, limiter.layout()).await;
+}
