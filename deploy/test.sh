@@ -18,8 +18,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-LOCAL="$ROOT/.local"
-VENV="$LOCAL/deploy-venv"
+# shellcheck source=deploy/tools/ensure-tools.sh
+. "$ROOT/deploy/tools/ensure-tools.sh"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -46,7 +46,7 @@ check() {
 # Run a deploycheck.py subcommand and count its ok/FAIL/skip lines.
 pychecks() {
     local out rc=0
-    out="$("$VENV/bin/python" deploy/tools/deploycheck.py "$@" 2>&1)" || rc=$?
+    out="$("$PY" deploy/tools/deploycheck.py "$@" 2>&1)" || rc=$?
     printf '%s\n' "$out"
     passed=$((passed + $(grep -c '^ok   - ' <<<"$out" || true)))
     failed=$((failed + $(grep -c '^FAIL - ' <<<"$out" || true)))
@@ -56,60 +56,12 @@ pychecks() {
     fi
 }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        echo "deploy/test.sh: need root (or sudo) for: $*" >&2
-        return 1
-    fi
-}
-
-apt_updated=0
-apt_update_once() {
-    if [ "$apt_updated" -eq 0 ]; then
-        as_root apt-get update -qq
-        apt_updated=1
-    fi
-}
-
 # --------------------------------------------------------------------- tools
 echo "# tools"
-if ! command -v promtool >/dev/null; then
-    echo "promtool missing: installing Debian package prometheus"
-    apt_update_once
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+ensure_prometheus
 promtool --version 2>&1 | head -1
-
-NGINX_BIN="$(command -v nginx || true)"
-if [ -z "$NGINX_BIN" ]; then
-    NGINX_BIN="$LOCAL/nginx/root/usr/sbin/nginx"
-    if [ ! -x "$NGINX_BIN" ]; then
-        # Unpack the package instead of installing it: installing would start a server.
-        echo "nginx missing: unpacking Debian package nginx into .local/nginx"
-        mkdir -p "$LOCAL/nginx"
-        (
-            cd "$LOCAL/nginx"
-            rm -f nginx_*.deb
-            if ! apt-get download nginx >/dev/null 2>&1; then
-                apt_update_once
-                apt-get download nginx >/dev/null 2>&1
-            fi
-            dpkg-deb -x nginx_*.deb root
-        ) || echo "could not fetch nginx"
-    fi
-fi
-
-if ! "$VENV/bin/python" -c 'import yaml, jsonschema' 2>/dev/null; then
-    echo "creating $VENV with PyYAML and jsonschema"
-    rm -rf "$VENV"
-    mkdir -p "$LOCAL"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
-        apt_update_once
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check pyyaml jsonschema
-fi
+ensure_nginx
+ensure_venv
 
 # --------------------------------------------------------------------- prometheus
 echo "# prometheus"
@@ -133,7 +85,7 @@ pychecks compose
 # --------------------------------------------------------------------- grafana
 echo "# grafana"
 pychecks grafana
-"$VENV/bin/python" deploy/tools/deploycheck.py dashboard-rules "$TMP/dashboard-rules.yml"
+"$PY" deploy/tools/deploycheck.py dashboard-rules "$TMP/dashboard-rules.yml"
 check "every dashboard query is valid PromQL (promtool check rules)" \
     promtool check rules "$TMP/dashboard-rules.yml"
 
