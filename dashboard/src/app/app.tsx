@@ -5,17 +5,23 @@ import { AppProvider } from '@/app/provider';
 import { AppRoutes } from '@/app/router';
 import { AuthGate } from '@/features/auth/components/auth-gate';
 
-/** Providers outside in: query cache, then the session gate, then the one live stream. */
+/** Everything inside the router: the session gate, then the one live stream, then the pages. */
+export function AppContent() {
+  return (
+    <AuthGate>
+      <LiveProvider>
+        <AppRoutes />
+      </LiveProvider>
+    </AuthGate>
+  );
+}
+
 export function App() {
   return (
     <AppProvider>
-      <AuthGate>
-        <LiveProvider>
-          <BrowserRouter>
-            <AppRoutes />
-          </BrowserRouter>
-        </LiveProvider>
-      </AuthGate>
+      <BrowserRouter>
+        <AppContent />
+      </BrowserRouter>
     </AppProvider>
   );
 }

@@ -36,7 +36,7 @@ export function TimeSeriesChart({
         <UPlotCanvas x={x} series={series} kind={kind} height={height} />
       </div>
       <table className="visually-hidden">
-        <caption>{title}</caption>
+        <caption>{`${title} (chart data)`}</caption>
         <thead>
           <tr>
             <th scope="col">Time</th>

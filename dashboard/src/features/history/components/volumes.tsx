@@ -89,7 +89,7 @@ export function Volumes() {
             kind="bars"
             formatTime={(iso) => formatBucketStart(iso, shownBucket)}
           />
-          <div className="table-scroll table-scroll--tall" role="region" aria-label={`${label}, table`} tabIndex={0}>
+          <div className="table-scroll table-scroll--tall" role="region" aria-label={label} tabIndex={0}>
             <table className="table">
               <caption className="visually-hidden">{label}</caption>
               <thead>
