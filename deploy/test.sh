@@ -168,12 +168,18 @@ dockerfile_checks() {
     return "$bad"
 }
 check "Dockerfile: multi-stage, CI's build commands, non-root, healthcheck, ignore file" dockerfile_checks
-if [ -f .ci/run ]; then
-    for cmd in 'cargo build --release --locked -p smsgate' 'npm ci' 'npm run build'; do
-        if ! grep -qF -- "$cmd" .ci/run; then
-            echo "note: .ci/run does not contain '$cmd' (deploy/Dockerfile builds with it)"
+# CI's entry point and the script it runs: say so when they stop building the way the image does.
+ci_files=()
+for f in .ci/run scripts/test; do [ -f "$f" ] && ci_files+=("$f"); done
+if [ "${#ci_files[@]}" -gt 0 ]; then
+    for re in 'cargo build (--release )?--locked -p smsgate' 'npm (--prefix dashboard )?ci' 'npm (--prefix dashboard )?run build'; do
+        if ! grep -Eq -- "$re" "${ci_files[@]}"; then
+            echo "note: ${ci_files[*]} do not run /$re/ (deploy/Dockerfile builds with it)"
         fi
     done
+    if ! grep -Eq -- 'cargo build --release --locked -p smsgate' "${ci_files[@]}"; then
+        echo "note: CI builds smsgate without --release; deploy/Dockerfile builds with --release"
+    fi
 fi
 
 # --------------------------------------------------------------------- scripts
