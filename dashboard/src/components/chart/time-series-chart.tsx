@@ -35,29 +35,32 @@ export function TimeSeriesChart({
       <div aria-hidden="true">
         <UPlotCanvas x={x} series={series} kind={kind} height={height} />
       </div>
-      <table className="visually-hidden">
-        <caption>{`${title} (chart data)`}</caption>
-        <thead>
-          <tr>
-            <th scope="col">Time</th>
-            {series.map((s) => (
-              <th key={s.label} scope="col">
-                {s.label}
-              </th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {times.map((t, i) => (
-            <tr key={t}>
-              <th scope="row">{formatTime(t)}</th>
+      {/* A table ignores the 1px box of .visually-hidden, so the wrapper carries it. */}
+      <div className="visually-hidden">
+        <table>
+          <caption>{`${title} (chart data)`}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
               {series.map((s) => (
-                <td key={s.label}>{s.values[i] ?? 0}</td>
+                <th key={s.label} scope="col">
+                  {s.label}
+                </th>
               ))}
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {times.map((t, i) => (
+              <tr key={t}>
+                <th scope="row">{formatTime(t)}</th>
+                {series.map((s) => (
+                  <td key={s.label}>{s.values[i] ?? 0}</td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
     </figure>
   );
 }
