@@ -109,6 +109,7 @@ describe('Send a test SMS', () => {
 
     const input = await screen.findByRole('textbox', { name: label, description: detail });
     expect(input).toHaveAttribute('aria-invalid', 'true');
+    expect(input).toHaveFocus();
     const other = screen.getByRole('textbox', { name: field === 'to' ? 'Message' : 'Number' });
     expect(other).not.toHaveAttribute('aria-invalid');
     expect(other).not.toHaveAccessibleDescription(detail);

@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useState, type FormEvent } from 'react';
 
 import { ErrorAlert } from '@/components/error-alert';
 import { asRateLimited, useSendSms, type SendSmsInput } from '@/features/send/api/send-sms';
@@ -25,7 +25,13 @@ export function SendForm() {
       if (detail) fieldErrors[field] = detail;
     }
   }
+  const firstInvalid = FIELDS.find((field) => fieldErrors[field]);
   const limited = asRateLimited(error);
+
+  // Take the keyboard (and the screen reader) to the first field the server refused.
+  useEffect(() => {
+    if (firstInvalid) document.getElementById(`${baseId}-${firstInvalid}`)?.focus();
+  }, [error, firstInvalid, baseId]);
   const otherError = error && !limited && Object.keys(fieldErrors).length === 0 ? error : null;
 
   const onSubmit = (e: FormEvent<HTMLFormElement>) => {
