@@ -51,9 +51,6 @@ impl PhoneNumber {
 /// reserved ranges such as the fictional 555-01XX numbers, which operators use for tests and
 /// carriers, not this gateway, are the judge of.
 fn is_possible(number: &phonenumber::PhoneNumber) -> bool {
-    if phonenumber::is_valid(number) {
-        return true;
-    }
     let Ok(length) = u16::try_from(number.national().to_string().len()) else {
         return false;
     };
