@@ -1,0 +1,1 @@
+//! The archive benchmark behind `smsgate bench --mode archive`.
