@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS sms_events (
     archived_at timestamptz NOT NULL DEFAULT now()
 );
 
--- History buckets scan by time; audits look up one number or one client IP over a time range.
-CREATE INDEX IF NOT EXISTS sms_events_at ON sms_events (at);
+-- History buckets scan by time: events arrive in time order, so a BRIN index serves ranges at
+-- almost no insert cost. Audits look up one number or one client IP over a time range.
+CREATE INDEX IF NOT EXISTS sms_events_at ON sms_events USING brin (at);
 CREATE INDEX IF NOT EXISTS sms_events_to_at ON sms_events ("to", at);
 CREATE INDEX IF NOT EXISTS sms_events_ip_at ON sms_events (ip, at);

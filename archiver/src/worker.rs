@@ -71,6 +71,8 @@ struct Batch {
     /// Every entry id of the batch, in stream order: all of them are acked together.
     ids: Vec<String>,
     read_at: Instant,
+    /// The read returned as many entries as asked: more are probably waiting.
+    full: bool,
 }
 
 #[derive(Debug)]
@@ -83,6 +85,8 @@ struct State {
     claim_cursor: Vec<Option<String>>,
     next_claim: Instant,
     in_hand: Option<Batch>,
+    /// New entries read while the previous batch was being inserted (pending on this consumer).
+    prefetched: Option<Batch>,
     /// Partition to read new entries from first, rotated so none starves.
     next_partition: usize,
     streams: Vec<StreamState>,
@@ -107,6 +111,7 @@ impl Archiver {
             claim_cursor: vec![None; partitions],
             next_claim: Instant::now(),
             in_hand: None,
+            prefetched: None,
             next_partition: 0,
             streams: vec![StreamState::default(); partitions],
         };
@@ -220,7 +225,7 @@ impl Archiver {
             }
             state.groups_ready = true;
         }
-        let batch = match state.in_hand.take() {
+        let batch = match state.in_hand.take().or_else(|| state.prefetched.take()) {
             Some(batch) => batch,
             None => match self.next_batch(&mut state, redis).await {
                 Ok(Some(batch)) => batch,
@@ -234,7 +239,46 @@ impl Archiver {
                 }
             },
         };
-        self.archive(&mut state, redis, batch).await
+        // While Postgres inserts a full batch, read the next one from Redis: the two overlap,
+        // which is most of the archive's throughput. The prefetched entries are pending on this
+        // consumer like any other, so a crash loses nothing.
+        let prefetch = batch.full && state.in_hand.is_none() && state.prefetched.is_none();
+        let next_partition = state.next_partition;
+        let (archived, prefetched) = if prefetch {
+            tokio::join!(
+                self.archive(redis, batch),
+                self.read_new(redis, next_partition)
+            )
+        } else {
+            (self.archive(redis, batch).await, Ok(None))
+        };
+        match prefetched {
+            Ok(Some(next)) => {
+                state.next_partition = usize::from(next.partition) + 1;
+                state.prefetched = Some(next);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "prefetching the next batch failed"),
+        }
+        match archived {
+            Ok((outcome, measured)) => {
+                if let (Outcome::Archived { partition, .. }, Some(measured)) = (outcome, measured) {
+                    state.streams[usize::from(partition)] = measured;
+                    publish(&state.streams);
+                }
+                Ok(outcome)
+            }
+            Err((e, batch)) => {
+                // Keep the batches: renew their lease so no other archiver claims them meanwhile.
+                for held in batch.iter().chain(state.prefetched.as_ref()) {
+                    let stream = self.layout.stream(held.partition);
+                    let _ = streams::renew(redis, &stream, &self.config.consumer, held.ids.clone())
+                        .await;
+                }
+                state.in_hand = batch;
+                Err(e)
+            }
+        }
     }
 
     /// Picks the next batch: own pending first, then claims when due, then new entries.
@@ -315,15 +359,29 @@ impl Archiver {
                 Instant::now() + (self.config.claim_idle / 2).max(Duration::from_secs(1));
         }
 
+        let batch = self.read_new(redis, state.next_partition).await?;
+        if let Some(batch) = &batch {
+            state.next_partition = usize::from(batch.partition) + 1;
+        }
+        Ok(batch)
+    }
+
+    /// New entries from the first partition that has any, starting at `first`.
+    async fn read_new(&self, redis: &Client, first: usize) -> Result<Option<Batch>, ArchiverError> {
         let partitions = self.layout.partitions();
         for i in 0..partitions {
-            let p =
-                u16::try_from((state.next_partition + usize::from(i)) % usize::from(partitions))
-                    .unwrap_or(0);
+            let p = u16::try_from((first + usize::from(i)) % usize::from(partitions)).unwrap_or(0);
             let stream = self.layout.stream(p);
-            let entries = streams::read(redis, p, &stream, consumer, ">", count).await?;
+            let entries = streams::read(
+                redis,
+                p,
+                &stream,
+                &self.config.consumer,
+                ">",
+                self.config.batch_size.max(1),
+            )
+            .await?;
             if !entries.is_empty() {
-                state.next_partition = usize::from(p) + 1;
                 return self.batch(redis, p, entries, Source::New).await.map(Some);
             }
         }
@@ -339,6 +397,7 @@ impl Archiver {
         source: Source,
     ) -> Result<Batch, ArchiverError> {
         let read_at = Instant::now();
+        let full = entries.len() >= self.config.batch_size.max(1);
         let deliveries = if source == Source::New {
             Default::default()
         } else {
@@ -351,6 +410,7 @@ impl Archiver {
             dead: Vec::new(),
             ids: entries.iter().map(|e| e.id.clone()).collect(),
             read_at,
+            full,
         };
         for entry in entries {
             let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
@@ -367,14 +427,13 @@ impl Archiver {
         Ok(batch)
     }
 
-    /// Inserts, settles and trims one batch. On a Postgres outage the batch is put back in
-    /// hand and the error returned.
+    /// Inserts, settles and trims one batch, returning the stream as measured after trimming.
+    /// On a Postgres outage the batch comes back with the error, to be kept in hand.
     async fn archive(
         &self,
-        state: &mut State,
         redis: &Client,
         mut batch: Batch,
-    ) -> Result<Outcome, ArchiverError> {
+    ) -> Result<(Outcome, Option<StreamState>), (ArchiverError, Option<Batch>)> {
         let p = batch.partition;
         let stream = self.layout.stream(p);
         self.pause(FaultPoint::AfterRead).await;
@@ -382,26 +441,25 @@ impl Archiver {
         let insert_started = Instant::now();
         let inserted = match self.insert(&mut batch).await {
             Ok(inserted) => inserted,
-            Err(e) => {
-                // Keep the batch: renew its lease so no other archiver claims it meanwhile.
-                let _ =
-                    streams::renew(redis, &stream, &self.config.consumer, batch.ids.clone()).await;
-                state.in_hand = Some(batch);
-                return Err(e);
-            }
+            Err(e) => return Err((e, Some(batch))),
         };
         metrics::histogram!(m::INSERT_DURATION).record(insert_started.elapsed().as_secs_f64());
         self.pause(FaultPoint::AfterInsert).await;
 
         let ids: Vec<&str> = batch.ids.iter().map(String::as_str).collect();
-        streams::settle(
+        // A failed ack leaves the entries pending: they are claimed later and their rows,
+        // already committed, are skipped then. Nothing to hold on to.
+        if let Err(e) = streams::settle(
             redis,
             &stream,
             &self.layout.dead_letters(p),
             &batch.dead,
             &ids,
         )
-        .await?;
+        .await
+        {
+            return Err((e, None));
+        }
         for dead in &batch.dead {
             tracing::warn!(partition = p, stream_id = %dead.entry.id, reason = %dead.reason, "entry dead-lettered");
         }
@@ -412,20 +470,21 @@ impl Archiver {
         metrics::histogram!(m::BATCH_SIZE).record(batch.ids.len() as f64);
         metrics::histogram!(m::BATCH_DURATION).record(batch.read_at.elapsed().as_secs_f64());
 
-        match streams::maintain(redis, &stream, true).await {
-            Ok(measured) => {
-                state.streams[usize::from(p)] = measured;
-                publish(&state.streams);
-            }
+        let measured = match streams::maintain(redis, &stream, true).await {
+            Ok(measured) => Some(measured),
             // The batch is archived either way; the next batch trims.
-            Err(e) => tracing::warn!(partition = p, error = %e, "trimming failed"),
-        }
-        Ok(Outcome::Archived {
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "trimming failed");
+                None
+            }
+        };
+        let outcome = Outcome::Archived {
             partition: p,
             entries: batch.ids.len(),
             inserted,
             dead_lettered: batch.dead.len(),
-        })
+        };
+        Ok((outcome, measured))
     }
 
     /// One transaction for the whole batch; if Postgres refuses the data itself, row by row,
