@@ -1,1 +1,37 @@
-//! placeholder
+//! The read side of smsgate: live projections of the event stream, the operator API over
+//! them, and the live feed.
+//!
+//! A [`Projector`] consumes every partition's stream as consumer group `projector` and applies
+//! each batch to projections kept in Redis (so any number of API replicas share them) with one
+//! Lua script that counts an entry only if the same step acknowledges it: a redelivered entry
+//! is never counted twice. The [`router`] serves the projections as JSON; [`LiveFeed`] is the
+//! one Redis reader per process behind every browser's `/api/live`.
+//!
+//! # Layout
+//! - [`keys`]: projection key names, time buckets and [`StreamId`].
+//! - [`apply`]: typed stream entries and the atomic apply-and-acknowledge script.
+//! - [`consumer`]: [`Projector`], the consumer-group worker (pending, claims, dead letters).
+//! - [`read`]: queries over the projections (totals, series, top lists, event pages, usage).
+//! - [`json`]: the JSON shapes of `docs/operator-api.md`.
+//! - [`live`]: [`LiveFeed`], the single stream reader fanned out over a broadcast channel.
+//! - [`api`]: [`router`], the operator routes, and their problem+json errors.
+//! - [`rebuild`]: recomputing the projections from an ordered source of events.
+//! - [`error`]: the one error type of the crate, `ProjectorError`.
+
+pub mod api;
+pub mod apply;
+pub mod consumer;
+pub mod error;
+pub mod json;
+pub mod keys;
+pub mod live;
+pub mod read;
+pub mod rebuild;
+
+pub use api::{ApiState, router};
+pub use apply::Retention;
+pub use consumer::{GROUP, Outcome, Projector, ProjectorConfig};
+pub use error::ProjectorError;
+pub use keys::StreamId;
+pub use live::LiveFeed;
+pub use rebuild::{RebuildReport, rebuild, stream_source};

@@ -1,1 +1,33 @@
-fn main() {}
+//! `smsgate`: parse the command line, start logging, build and run.
+
+use clap::Parser;
+use smsgate::app::{App, Roles, stop_signal};
+use smsgate::cli::{Cli, Command};
+use smsgate::{bench, roles, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let (settings, roles) = match cli.command {
+        Command::Serve(settings) => (settings, Roles::ALL),
+        Command::Ingest(settings) => (settings, Roles::INGEST),
+        Command::Projector { settings, rebuild } => {
+            if rebuild {
+                return roles::projector::rebuild(&settings).await;
+            }
+            (settings, Roles::PROJECTOR)
+        }
+        Command::Archiver { settings, once } => {
+            if once {
+                return roles::archiver::run_once(&settings).await;
+            }
+            (settings, Roles::ARCHIVER)
+        }
+        Command::Bench(args) => return bench::run(args).await,
+    };
+    App::build(settings, roles)
+        .await?
+        .run_until_stopped(stop_signal())
+        .await
+}

@@ -1,0 +1,38 @@
+//! Metric names (the list in `docs/metrics.md`) and the HTTP latency middleware.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub const REQUESTS: &str = "smsgate_requests_total";
+pub const VIOLATIONS: &str = "smsgate_violations_total";
+pub const HTTP_DURATION: &str = "smsgate_http_request_duration_seconds";
+pub const SCRIPT_DURATION: &str = "smsgate_redis_script_duration_seconds";
+
+/// Latency buckets in seconds, from half a millisecond to ten seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Records every request's latency by method, matched route (never the raw path, whose
+/// cardinality a client controls) and status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    metrics::histogram!(
+        HTTP_DURATION,
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,325 @@
+//! The operator API: `/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live` and
+//! `/api/openapi.json`. No authentication here: the binary wraps this router in its admin-token
+//! layer, so the rule lives in one place for every operator route.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fred::clients::Pool;
+use futures::Stream;
+use limiter::{Layout, Policy};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::json::{ClientJson, EventsJson, StatsJson};
+use crate::keys::{DAY_SPAN, MINUTE_SPAN, StreamId};
+use crate::live::{LiveFeed, LiveMessage};
+use crate::read::{self, EventList};
+
+/// The OpenAPI 3.1 document of every route in `docs/operator-api.md`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+pub const DEFAULT_EVENTS_LIMIT: usize = 50;
+pub const MAX_EVENTS_LIMIT: usize = 1_000;
+/// Events returned by `/api/stats`'s top lists.
+pub const TOP_N: usize = 10;
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub redis: Pool,
+    pub layout: Layout,
+    pub policy: Policy,
+    pub live: LiveFeed,
+    clock: Clock,
+}
+
+impl ApiState {
+    pub fn new(redis: Pool, layout: Layout, policy: Policy, live: LiveFeed) -> Self {
+        Self {
+            redis,
+            layout,
+            policy,
+            live,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Answers as if it were `now`; lets tests compare two reads made at different instants.
+    pub fn with_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
+
+    fn now_us(&self) -> i64 {
+        (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/stats", get(stats))
+        .route("/api/events", get(events))
+        .route("/api/clients/{ip}/{to}", get(client))
+        .route("/api/live", get(live))
+        .route("/api/openapi.json", get(openapi))
+        .with_state(state)
+}
+
+/// One field of a rejected request.
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+/// Every failure of the operator API, rendered as problem+json.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid query")]
+    Invalid(Vec<FieldError>),
+    #[error("redis: {0}")]
+    Unavailable(#[from] fred::error::Error),
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail, errors, retry) = match self {
+            ApiError::Invalid(errors) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "the query is invalid; see `errors`".to_string(),
+                errors,
+                false,
+            ),
+            ApiError::Unavailable(e) => {
+                // The cause stays in the log; clients learn only that they should retry.
+                tracing::warn!(error = %e, "operator API: redis unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    "the projections are unavailable; retry shortly".to_string(),
+                    Vec::new(),
+                    true,
+                )
+            }
+        };
+        let body = Problem {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if retry {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![FieldError {
+        field,
+        detail: detail.into(),
+    }])
+}
+
+fn int_param(
+    params: &HashMap<String, String>,
+    field: &'static str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let Some(text) = params.get(field) else {
+        return Ok(default);
+    };
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+async fn stats(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<StatsJson>, ApiError> {
+    let minutes = int_param(&params, "minutes", 60, 1..=MINUTE_SPAN)?;
+    let days = match params.contains_key("days") {
+        true => Some(int_param(&params, "days", 1, 1..=DAY_SPAN)?),
+        false => None,
+    };
+    let now_us = state.now_us();
+    let redis = state.redis.next();
+    let layout = &state.layout;
+    let (totals, per_minute, top) = futures::try_join!(
+        read::totals(redis, layout, now_us),
+        read::per_minute(redis, layout, now_us, minutes),
+        read::top(redis, layout, now_us, TOP_N),
+    )?;
+    let per_day = match days {
+        Some(days) => Some(read::per_day(redis, layout, now_us, days).await?),
+        None => None,
+    };
+    Ok(Json(StatsJson::new(
+        now_us,
+        &state.policy,
+        &totals,
+        per_minute,
+        per_day,
+        top,
+    )))
+}
+
+async fn events(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let list = match params.get("outcome").map(String::as_str) {
+        None | Some("") => EventList::All,
+        Some("accepted") => EventList::Accepted,
+        Some("rejected") => EventList::Violations,
+        Some(_) => return Err(invalid("outcome", "must be `accepted` or `rejected`")),
+    };
+    let limit = int_param(
+        &params,
+        "limit",
+        DEFAULT_EVENTS_LIMIT as i64,
+        1..=MAX_EVENTS_LIMIT as i64,
+    )?;
+    let before = match params.get("before").filter(|b| !b.is_empty()) {
+        Some(text) => Some(
+            text.parse::<StreamId>()
+                .map_err(|e| invalid("before", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let page = read::events(
+        state.redis.next(),
+        &state.layout,
+        list,
+        before,
+        usize::try_from(limit).unwrap_or(DEFAULT_EVENTS_LIMIT),
+    )
+    .await?;
+    Ok(Json(EventsJson::new(&page)).into_response())
+}
+
+async fn client(
+    State(state): State<ApiState>,
+    Path((ip, to)): Path<(String, String)>,
+) -> Result<Json<ClientJson>, ApiError> {
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| invalid("ip", "must be an IPv4 or IPv6 address"))?;
+    let to = to.trim().to_owned();
+    if !to.starts_with('+') || to.len() < 3 || !to[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            "to",
+            "must be a number in E.164, e.g. +14155550123",
+        ));
+    }
+    let windows = read::client_usage(
+        state.redis.next(),
+        &state.layout,
+        &state.policy,
+        &ip,
+        &to,
+        state.now_us(),
+    )
+    .await?;
+    Ok(Json(ClientJson::new(ip, to, windows)))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn live(
+    State(state): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Sse::new(live_stream(&state.live))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Counts a browser in `smsgate_sse_clients` for as long as its stream lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("smsgate_sse_clients").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("smsgate_sse_clients").decrement(1.0);
+    }
+}
+
+/// One browser's view of the feed. It ends when the browser lags more than the channel holds:
+/// the browser reconnects and refetches, and nobody else waits for it.
+pub fn live_stream(feed: &LiveFeed) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
+    let receiver = feed.subscribe();
+    futures::stream::unfold(
+        (receiver, Connected::new()),
+        |(mut receiver, connected)| async move {
+            match receiver.recv().await {
+                Ok(LiveMessage::Sms(json)) => Some((
+                    Ok(SseEvent::default().event("sms").data(&*json)),
+                    (receiver, connected),
+                )),
+                Ok(LiveMessage::Stats(json)) => Some((
+                    Ok(SseEvent::default().event("stats").data(&*json)),
+                    (receiver, connected),
+                )),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "dropping a live client that fell behind");
+                    None
+                }
+                Err(RecvError::Closed) => None,
+            }
+        },
+    )
+}

@@ -1,0 +1,286 @@
+//! `smsgate bench`: a load generator in the spirit of redis-benchmark and pgbench.
+//!
+//! It drives `POST /api/sms` over N keep-alive HTTP/1.1 connections for a fixed time over a
+//! key space of destination numbers, then, in the same run, drives the very same Lua script
+//! straight at Redis (EVALSHA through `RateLimiter`, same concurrency, same key space), and
+//! prints both with the API's throughput as a ratio of the Redis-only baseline. Without
+//! `--url` it starts an ingest server in this process on a free port with a fresh namespace.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use limiter::{Layout, Outcome, Policy, RateLimiter, SmsRequest};
+use rand::Rng;
+use tokio::net::TcpStream;
+
+use crate::app::{App, Roles};
+use crate::cli::Settings;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The HTTP API, then the Redis-only baseline, and their ratio.
+    Api,
+    /// Only the Redis-only baseline (EVALSHA of the decision script).
+    Script,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "api")]
+    pub mode: Mode,
+    /// A running smsgate; without it an ingest server is started in this process.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds per phase.
+    #[arg(long, short = 'd', default_value_t = 10)]
+    pub duration: u64,
+    /// Distinct destination numbers (clients) the requests spread over.
+    #[arg(long, short = 'k', default_value_t = 10_000)]
+    pub keys: u32,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
+    pub limits: Policy,
+}
+
+/// What one phase measured.
+#[derive(Debug, Default)]
+pub struct PhaseReport {
+    pub requests: u64,
+    pub elapsed: Duration,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    /// Sorted request latencies in microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl PhaseReport {
+    pub fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
+        f64::from(self.latencies_us[rank]) / 1000.0
+    }
+
+    fn merge(&mut self, other: PhaseReport) {
+        self.requests += other.requests;
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.errors += other.errors;
+        self.latencies_us.extend(other.latencies_us);
+    }
+
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>7}",
+            self.per_second(),
+            self.percentile_ms(50.0),
+            self.percentile_ms(99.0),
+            self.percentile_ms(99.9),
+            self.accepted,
+            self.rejected,
+            self.errors
+        )
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let namespace = format!("bench-{}", uuid_suffix());
+    let layout = Layout::new(namespace.clone(), 1);
+    println!(
+        "smsgate bench: {} connections, {} s per phase, {} keys, policy {}",
+        args.connections, args.duration, args.keys, args.limits
+    );
+    println!(
+        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "phase", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "accepted", "rejected", "errors"
+    );
+    let duration = Duration::from_secs(args.duration);
+    let api = if args.mode == Mode::Api {
+        let (addr, server) = match &args.url {
+            Some(url) => (parse_addr(url)?, None),
+            None => {
+                let mut settings = Settings::defaults();
+                settings.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                settings.redis_url = args.redis_url.clone();
+                settings.namespace = format!("{namespace}-api");
+                settings.limits = args.limits.clone();
+                let app = App::build(settings, Roles::INGEST).await?;
+                let addr = app.local_addr();
+                let stop = app.shutdown_token();
+                tokio::spawn(app.run_until_stopped(std::future::pending()));
+                (addr, Some(stop))
+            }
+        };
+        let report = http_phase(addr, args.connections, duration, args.keys).await?;
+        println!("{}", report.line("api"));
+        if let Some(stop) = server {
+            stop.cancel();
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let script = script_phase(&args, layout, duration).await?;
+    println!("{}", script.line("script"));
+    if let Some(api) = api {
+        println!(
+            "api/script throughput ratio: {:.2}",
+            api.per_second() / script.per_second().max(f64::EPSILON)
+        );
+    }
+    Ok(())
+}
+
+fn uuid_suffix() -> String {
+    format!("{:08x}", rand::rng().random::<u32>())
+}
+
+fn parse_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    host.parse()
+        .with_context(|| format!("--url must be http://<ip>:<port>, got {url}"))
+}
+
+fn number(key: u32) -> String {
+    // +1 415 2xx xxxx: a valid NANP range, one number per key.
+    format!("+14152{:06}", key % 1_000_000)
+}
+
+async fn http_phase(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    keys: u32,
+) -> anyhow::Result<PhaseReport> {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(http_worker(addr, deadline, keys)))
+        .collect();
+    let mut total = PhaseReport::default();
+    for worker in workers {
+        total.merge(worker.await??);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+async fn http_worker(
+    addr: SocketAddr,
+    deadline: Instant,
+    keys: u32,
+) -> anyhow::Result<PhaseReport> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .context("connect to smsgate")?;
+    stream.set_nodelay(true)?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(connection);
+    let mut report = PhaseReport::default();
+    while Instant::now() < deadline {
+        let key = rand::rng().random_range(0..keys.max(1));
+        let body = format!(r#"{{"to":"{}","message":"bench"}}"#, number(key));
+        let request = Request::post("/api/sms")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let sent = Instant::now();
+        let status = match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let _ = response.into_body().collect().await;
+                status
+            }
+            Err(_) => 0,
+        };
+        report.latencies_us.push(elapsed_us(sent));
+        report.requests += 1;
+        match status {
+            202 => report.accepted += 1,
+            429 => report.rejected += 1,
+            _ => report.errors += 1,
+        }
+        if status == 0 {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn script_phase(
+    args: &BenchArgs,
+    layout: Layout,
+    duration: Duration,
+) -> anyhow::Result<PhaseReport> {
+    let redis = limiter::connection::connect(&args.redis_url, 4, Duration::from_secs(5)).await?;
+    anyhow::ensure!(
+        limiter::connection::is_up(&redis),
+        "redis is not reachable at {}",
+        args.redis_url
+    );
+    let limiter = Arc::new(RateLimiter::new(args.limits.clone(), layout));
+    limiter.load(redis.next()).await?;
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (redis, limiter, keys) = (redis.clone(), limiter.clone(), args.keys.max(1));
+            tokio::spawn(async move {
+                let mut report = PhaseReport::default();
+                let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                while Instant::now() < deadline {
+                    let to = number(rand::rng().random_range(0..keys));
+                    let request = SmsRequest {
+                        ip,
+                        to: &to,
+                        from: None,
+                        message: "bench",
+                        segments: 1,
+                    };
+                    let sent = Instant::now();
+                    let decision = limiter.decide(redis.next(), &request).await;
+                    report.latencies_us.push(elapsed_us(sent));
+                    report.requests += 1;
+                    match decision.map(|d| d.outcome) {
+                        Ok(Outcome::Accepted) => report.accepted += 1,
+                        Ok(Outcome::Rejected) => report.rejected += 1,
+                        Err(_) => report.errors += 1,
+                    }
+                }
+                report
+            })
+        })
+        .collect();
+    let mut total = PhaseReport::default();
+    for worker in workers {
+        total.merge(worker.await?);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+fn elapsed_us(since: Instant) -> u32 {
+    u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,27 @@
+//! The `smsgate` binary's library: configuration, telemetry and the composition of the roles.
+//!
+//! `smsgate serve` runs every role in one process on one port; `smsgate ingest|projector|archiver`
+//! run one role each so they scale out independently. The roles never call each other: they
+//! meet on the event stream, and this crate is the only place that wires them together.
+//!
+//! # Layout
+//! - [`cli`]: the command line and its settings (every flag also an environment variable).
+//! - [`telemetry`]: logging and the Prometheus recorder.
+//! - [`app`]: `App`: connects, composes the routers of the chosen roles, serves, shuts down.
+//! - [`auth`]: the admin token: bearer or session cookie, login and logout.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`dashboard`]: the built React dashboard at `/`.
+//! - [`roles`]: how each role is started inside `App`.
+//! - [`bench`]: `smsgate bench`, the load generator and its Redis-only baseline.
+
+pub mod app;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod dashboard;
+pub mod health;
+pub mod roles;
+pub mod telemetry;
+
+pub use app::{App, Roles};
+pub use cli::Settings;

@@ -1,0 +1,72 @@
+//! The projector role: live stats and the operator API (see the `projector` crate).
+//!
+//! Starts one consumer-group worker and one live-feed reader per process, and hands back the
+//! operator routes (`/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live`,
+//! `/api/openapi.json`), which the `App` puts behind the admin token.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use projector::{ApiState, LiveFeed, Projector, ProjectorConfig, Retention};
+
+use super::{RoleContext, RoleParts, consumer_name};
+use crate::cli::Settings;
+
+pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
+    let layout = ctx.settings.layout();
+    let policy = ctx.settings.limits.clone();
+    let live = LiveFeed::start(ctx.redis.clone(), layout.clone(), ctx.shutdown.clone()).await;
+    let worker = Projector::new(
+        ctx.redis.clone(),
+        layout.clone(),
+        policy.clone(),
+        ProjectorConfig::new(consumer_name("projector")),
+    );
+    let shutdown = ctx.shutdown.clone();
+    ctx.tasks.spawn(async move {
+        if let Err(e) = worker.run_until_stopped(shutdown).await {
+            tracing::error!(error = %e, "projector stopped");
+        }
+    });
+    let state = ApiState::new(ctx.redis.clone(), layout, policy, live);
+    Ok(RoleParts {
+        operator_routes: projector::router(state),
+        ..RoleParts::default()
+    })
+}
+
+/// `smsgate projector --rebuild`: resets the projections, recomputes them from the stream and
+/// points the `projector` group after the last rebuilt entry. Run it with projectors stopped.
+///
+/// The archive is not a source yet (the archiver serves no event stream to read from); once it
+/// does, chain it before `stream_source`: overlapping entries are skipped by stream id.
+pub async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
+    let redis =
+        limiter::connection::connect(&settings.redis_url, 2, std::time::Duration::from_secs(5))
+            .await
+            .with_context(|| format!("invalid REDIS_URL {}", settings.redis_url))?;
+    anyhow::ensure!(
+        limiter::connection::is_up(&redis),
+        "redis is not reachable at {}",
+        settings.redis_url
+    );
+    let layout = settings.layout();
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let source = projector::stream_source(redis.clone(), layout.clone());
+    let report = projector::rebuild(&redis, &layout, &Retention::default(), now_us, source)
+        .await
+        .context("rebuilding the projections")?;
+    tracing::info!(
+        applied = report.applied,
+        skipped = report.skipped,
+        "projections rebuilt"
+    );
+    println!(
+        "rebuilt the projections from {} events ({} overlapping skipped)",
+        report.applied, report.skipped
+    );
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The `smsgate projector` process killed with SIGKILL in the middle of a run and restarted:
+//! its projections still equal, exactly, what a plain count of the decided events gives.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fred::interfaces::StreamsInterface;
+use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const POLICY: &str = "2/1s,4/5s";
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn spawn_projector(namespace: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .arg("projector")
+        .env("REDIS_URL", redis_url())
+        .env("SMSGATE_NAMESPACE", namespace)
+        .env("SMSGATE_PARTITIONS", "2")
+        .env("SMSGATE_LIMITS", POLICY)
+        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
+        .env_remove("SMSGATE_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn stats(http: &reqwest::Client, port: u16) -> Option<Value> {
+    let response = http
+        .get(format!("http://127.0.0.1:{port}/api/stats?minutes=10"))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+async fn stream_events(pool: &fred::clients::Pool, layout: &Layout) -> Vec<(u16, String, Event)> {
+    let mut all = Vec::new();
+    for p in 0..layout.partitions() {
+        let entries: Vec<(String, HashMap<String, Bytes>)> = pool
+            .next()
+            .xrange(layout.stream(p), "-", "+", None)
+            .await
+            .unwrap();
+        for (id, fields) in entries {
+            all.push((p, id, codec::decode(&fields[codec::EVENT_FIELD]).unwrap()));
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly() {
+    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let layout = Layout::new(namespace.clone(), 2);
+    let limiter = Arc::new(RateLimiter::new(
+        Policy::parse(POLICY).unwrap(),
+        layout.clone(),
+    ));
+    let port = free_port();
+    let http = reqwest::Client::new();
+    let mut child = spawn_projector(&namespace, port);
+
+    // Traffic runs throughout; the projector is killed and restarted in the middle of it.
+    let traffic = {
+        let (pool, limiter) = (pool.clone(), limiter.clone());
+        tokio::spawn(async move {
+            let workers: Vec<_> = (0..4u64)
+                .map(|w| {
+                    let (pool, limiter) = (pool.clone(), limiter.clone());
+                    tokio::spawn(async move {
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                        for _ in 0..1_000 {
+                            let ip = format!("10.0.0.{}", rng.random_range(1..=6))
+                                .parse()
+                                .unwrap();
+                            let to = ["+14155550100", "+14155550101", "+447700900123"]
+                                [rng.random_range(0..3)];
+                            let req = SmsRequest {
+                                ip,
+                                to,
+                                from: None,
+                                message: "hi",
+                                segments: 1,
+                            };
+                            limiter.decide(pool.next(), &req).await.unwrap();
+                            if rng.random_bool(0.02) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.unwrap();
+            }
+        })
+    };
+    // Kill it once it has projected part of the traffic.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = stats(&http, port).await {
+            let today = &s["totals"]["today"];
+            if today["accepted"].as_u64().unwrap() + today["rejected"].as_u64().unwrap() > 500 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the projector never projected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut child = spawn_projector(&namespace, port);
+    traffic.await.unwrap();
+
+    // The restarted consumer has a new name: it claims the dead one's entries after claim_idle.
+    let events = stream_events(&pool, &layout).await;
+    assert_eq!(events.len(), 4_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        if let Some(s) = stats(&http, port).await {
+            let today = &s["totals"]["today"];
+            if today["accepted"].as_u64().unwrap() + today["rejected"].as_u64().unwrap() >= 4_000 {
+                // Give any double count a chance to show before comparing.
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                break stats(&http, port).await.unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted projector never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let now_us = chrono::DateTime::parse_from_rfc3339(s["now"].as_str().unwrap())
+        .unwrap()
+        .timestamp_micros();
+    let in_minutes =
+        |e: &Event, from: i64, to: i64| (from..=to).contains(&e.at_us.div_euclid(60_000_000));
+    let count = |pred: &dyn Fn(&Event) -> bool| {
+        let (mut a, mut r) = (0, 0);
+        for (_, _, e) in events.iter().filter(|(_, _, e)| pred(e)) {
+            if e.outcome == Outcome::Accepted {
+                a += 1
+            } else {
+                r += 1
+            }
+        }
+        json!({"accepted": a, "rejected": r})
+    };
+    let (sec, min, day) = (
+        now_us.div_euclid(1_000_000),
+        now_us.div_euclid(60_000_000),
+        now_us.div_euclid(86_400_000_000),
+    );
+    assert_eq!(
+        s["totals"]["today"],
+        count(&|e| e.at_us.div_euclid(86_400_000_000) == day)
+    );
+    assert_eq!(
+        s["totals"]["last_hour"],
+        count(&|e| in_minutes(e, min - 59, min))
+    );
+    assert_eq!(
+        s["totals"]["last_minute"],
+        count(&|e| (sec - 59..=sec).contains(&e.at_us.div_euclid(1_000_000)))
+    );
+    let series: Vec<Value> = (min - 9..=min)
+        .map(|m| {
+            let c = count(&|e| in_minutes(e, m, m));
+            json!({"minute": projector::json::rfc3339_secs(m * 60), "accepted": c["accepted"], "rejected": c["rejected"]})
+        })
+        .collect();
+    assert_eq!(s["per_minute"], Value::Array(series));
+    let mut numbers: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, e) in &events {
+        if e.outcome == Outcome::Rejected && in_minutes(e, min - 59, min) {
+            *numbers.entry(e.to.clone()).or_default() += 1;
+        }
+    }
+    let mut numbers: Vec<_> = numbers.into_iter().collect();
+    numbers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let numbers: Vec<Value> = numbers
+        .into_iter()
+        .map(|(to, r)| json!({"to": to, "rejections": r}))
+        .collect();
+    assert_eq!(s["top_numbers"], Value::Array(numbers));
+}

@@ -1,0 +1,181 @@
+//! Shared test harness: a real smsgate `App` on a free port with a fresh Redis namespace, a
+//! private redis-server that tests may kill, and readers for the event stream.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fred::clients::Pool;
+use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::types::streams::XReadResponse;
+use limiter::{Event, Layout, codec};
+use smsgate::{App, Roles, Settings};
+use tokio_util::sync::CancellationToken;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl TestApp {
+    pub async fn spawn(roles: Roles, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::defaults();
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.redis_url = redis_url();
+        settings.namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+        settings.dashboard_dir = "/nonexistent".into();
+        configure(&mut settings);
+        let app = App::build(settings.clone(), roles)
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let stop = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Self {
+            addr,
+            settings,
+            http: reqwest::Client::new(),
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.settings.layout()
+    }
+
+    pub async fn send(&self, to: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/sms"))
+            .json(&serde_json::json!({"to": to, "message": "hello"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn redis(&self) -> Pool {
+        limiter::connection::connect(&self.settings.redis_url, 1, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    /// Every event of this app's namespace, per partition in stream order.
+    pub async fn events(&self) -> Vec<(String, Event)> {
+        let pool = self.redis().await;
+        let redis = pool.next();
+        let mut all = Vec::new();
+        for stream in self.layout().streams() {
+            let mut after = "0-0".to_string();
+            loop {
+                let page: XReadResponse<String, String, String, Vec<u8>> = redis
+                    .xread_map(Some(10_000), None, stream.as_str(), after.as_str())
+                    .await
+                    .unwrap_or_default();
+                let entries = page.into_values().next().unwrap_or_default();
+                if entries.is_empty() {
+                    break;
+                }
+                for (id, fields) in entries {
+                    after = id.clone();
+                    all.push((id, codec::decode(&fields[codec::EVENT_FIELD]).unwrap()));
+                }
+            }
+        }
+        all
+    }
+
+    /// Deletes the namespace's keys; call at the end of a test.
+    pub async fn cleanup(self) {
+        self.stop.cancel();
+        let pool = self.redis().await;
+        let keys: Vec<String> = pool
+            .next()
+            .eval(
+                "return redis.call('KEYS', ARGV[1])",
+                Vec::<String>::new(),
+                vec![format!("{}:*", self.settings.namespace)],
+            )
+            .await
+            .unwrap_or_default();
+        for key in keys {
+            let _: () = pool.next().del(key).await.unwrap_or(());
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of the test's own, on a free port, that the test may kill and restart.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("smsgate-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (the test script installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
