@@ -11,7 +11,9 @@ use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
 use limiter::event::SCHEMA_VERSION;
 use limiter::{Event, Layout, Outcome, codec};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Executor, PgPool};
+use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::config::ArchiverConfig;
@@ -97,6 +99,26 @@ pub async fn run(
         archive,
         copy,
     })
+}
+
+/// [`run`] into a scratch database `<database>_bench_<uuid>` on the server of `database_url`
+/// (created, then dropped), so a benchmark never writes into a real archive.
+pub async fn run_in_scratch_database(
+    redis: &Pool,
+    database_url: &str,
+    layout: &Layout,
+    events: usize,
+) -> Result<BenchReport, ArchiverError> {
+    let options = PgConnectOptions::from_str(database_url)?;
+    let base = options.get_database().unwrap_or("smsgate").to_owned();
+    let scratch = options
+        .clone()
+        .database(&format!("{base}_bench_{}", Uuid::now_v7().simple()));
+    let pg = crate::store::connect_with(scratch.clone()).await?;
+    let report = run(redis, &pg, layout, events).await;
+    pg.close().await;
+    crate::store::drop_database(&scratch).await?;
+    report
 }
 
 /// XADDs `events` encoded events, spread over the partitions, pipelined; returns their rows.

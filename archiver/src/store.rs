@@ -16,7 +16,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Connects to `database_url`, creating the database when it does not exist yet, and applies
 /// the embedded migrations (concurrent starters serialise on sqlx's migration lock).
 pub async fn connect_postgres(database_url: &str) -> Result<PgPool, ArchiverError> {
-    let options = PgConnectOptions::from_str(database_url)?;
+    connect_with(PgConnectOptions::from_str(database_url)?).await
+}
+
+/// [`connect_postgres`] from parsed options.
+pub async fn connect_with(options: PgConnectOptions) -> Result<PgPool, ArchiverError> {
     create_database_if_missing(&options).await?;
     let pool = PgPoolOptions::new()
         .max_connections(4)
@@ -53,6 +57,21 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Ar
             }
         }
     }
+    Ok(())
+}
+
+/// Drops the database `options` names (closing its other sessions), from the maintenance
+/// database. For scratch databases (benchmarks, tests).
+pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut conn = options.clone().database("postgres").connect().await?;
+    let drop = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    );
+    conn.execute(sqlx::AssertSqlSafe(drop)).await?;
     Ok(())
 }
 
