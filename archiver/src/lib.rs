@@ -1,1 +1,38 @@
-//! placeholder
+//! The archiver: copies every partition's event stream into PostgreSQL.
+//!
+//! Delivery is at-least-once from the stream and exactly-once in effect in Postgres: a batch is
+//! read through the consumer group `archiver`, inserted in one transaction keyed by the event
+//! UUID with `ON CONFLICT (id) DO NOTHING`, and XACKed only after COMMIT. A crash at any point
+//! therefore re-delivers, never loses, and re-delivery inserts nothing twice. Entries that cannot
+//! be archived go to the partition's dead-letter stream instead of stalling the loop, and each
+//! stream is trimmed only below what every consumer group has acknowledged.
+//!
+//! # Layout
+//! - [`config`]: `ArchiverConfig`, the knobs of the worker, and the fault-injection points tests use.
+//! - [`error`]: `ArchiverError`, and how a Postgres error is classified (outage vs bad data).
+//! - [`entry`]: the wire side: stream replies ⇄ `StreamEntry`, and an entry → the `Row` to insert.
+//! - [`store`]: Postgres: create + migrate the database, the set-based insert of one batch.
+//! - [`streams`]: Redis: the consumer group, reads, claims, acks, dead letters, lag and trimming.
+//! - [`worker`]: `Archiver`: `run_until_stopped` → `drain` → `try_process_batch() -> Outcome`.
+//! - [`metrics`]: the metric names this crate exports (see `docs/metrics.md`).
+//! - [`bench`]: the archive benchmark behind `smsgate bench --mode archive`.
+//! - [`http`]: the archive's HTTP routes (history and audit arrive with issue 6).
+
+pub mod bench;
+pub mod config;
+pub mod entry;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod streams;
+pub mod worker;
+
+pub use config::{ArchiverConfig, FaultPause, FaultPoint};
+pub use error::ArchiverError;
+pub use http::router;
+pub use store::connect_postgres;
+pub use worker::{Archiver, DrainReport, Outcome};
+
+/// The consumer group every archiver process joins on every partition's stream.
+pub const GROUP: &str = "archiver";

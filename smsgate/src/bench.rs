@@ -28,6 +28,9 @@ pub enum Mode {
     Api,
     /// Only the Redis-only baseline (EVALSHA of the decision script).
     Script,
+    /// The archiver: `--events` pre-filled on a stream drained into Postgres (a scratch
+    /// database on the `DATABASE_URL` server), then the same rows via plain `COPY`, and their ratio.
+    Archive,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -49,6 +52,16 @@ pub struct BenchArgs {
     pub redis_url: String,
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
     pub limits: Policy,
+    /// Archive mode: events pre-filled on the stream.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Archive mode: the Postgres server (a scratch database is created on it and dropped).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/smsgate"
+    )]
+    pub database_url: String,
 }
 
 /// What one phase measured.
@@ -99,6 +112,9 @@ impl PhaseReport {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == Mode::Archive {
+        return archive_phase(&args).await;
+    }
     let namespace = format!("bench-{}", uuid_suffix());
     let layout = Layout::new(namespace.clone(), 1);
     println!(
@@ -143,6 +159,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             api.per_second() / script.per_second().max(f64::EPSILON)
         );
     }
+    Ok(())
+}
+
+/// `--mode archive`: see `archiver::bench`.
+async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
+    let redis = limiter::connection::connect(&args.redis_url, 2, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("invalid REDIS_URL {}", args.redis_url))?;
+    anyhow::ensure!(
+        limiter::connection::is_up(&redis),
+        "redis is not reachable at {}",
+        args.redis_url
+    );
+    let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
+    println!("smsgate bench --mode archive: {} events", args.events);
+    let report =
+        archiver::bench::run_in_scratch_database(&redis, &args.database_url, &layout, args.events)
+            .await
+            .context("archive benchmark")?;
+    println!(
+        "archive  {:>10.0} events/s ({} events in {:.2?})",
+        report.archive_rate(),
+        report.events,
+        report.archive
+    );
+    println!(
+        "copy     {:>10.0} events/s ({} rows in {:.2?})",
+        report.copy_rate(),
+        report.events,
+        report.copy
+    );
+    println!("archive/copy throughput ratio: {:.2}", report.ratio());
     Ok(())
 }
 

@@ -1,0 +1,109 @@
+//! The archiver's configuration. The binary builds it from `SMSGATE_ARCHIVE_INTERVAL` and
+//! friends; the library never reads the environment.
+
+use std::time::Duration;
+
+/// How an archiver process behaves. `Default` gives the production values.
+#[derive(Clone, Debug)]
+pub struct ArchiverConfig {
+    /// How often everything new is drained into Postgres (`SMSGATE_ARCHIVE_INTERVAL`, 10 min).
+    pub interval: Duration,
+    /// Entries per batch, i.e. per Postgres transaction.
+    pub batch_size: usize,
+    /// Archive early, before the interval is up, once this many entries wait unarchived over
+    /// all partitions, so a burst cannot grow Redis memory without bound.
+    pub backlog_threshold: u64,
+    /// How often the backlog is measured between drains (also refreshes the lag metrics).
+    pub backlog_check: Duration,
+    /// This process's consumer name in the group; unique per process (e.g. `hostname-pid`).
+    pub consumer: String,
+    /// Entries pending this long on another consumer are presumed abandoned and claimed.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this without being archived is dead-lettered: it has
+    /// crashed or stalled that many archivers already.
+    pub max_deliveries: u64,
+    /// Consumers with nothing pending that have been idle this long are removed from the group,
+    /// so short-lived consumers (`--once`, restarts under new pids) do not pile up.
+    pub forget_idle: Duration,
+    /// First and longest wait between retries while Postgres (or Redis) fails.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Fault injection for crash tests: sleep at a point of the batch so a test can SIGKILL
+    /// the process there. `None` in production.
+    pub pause: Option<FaultPause>,
+}
+
+impl Default for ArchiverConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(600),
+            batch_size: 5_000,
+            backlog_threshold: 100_000,
+            backlog_check: Duration::from_secs(1),
+            consumer: format!("archiver-{}", std::process::id()),
+            claim_idle: Duration::from_secs(60),
+            max_deliveries: 10,
+            forget_idle: Duration::from_secs(3_600),
+            retry_min: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+            pause: None,
+        }
+    }
+}
+
+/// A point inside one batch where a fault-injection pause can happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Entries are read (and pending on this consumer) but nothing is inserted yet.
+    AfterRead,
+    /// The Postgres transaction has committed but nothing is acked yet.
+    AfterInsert,
+}
+
+/// Sleep `duration` at `point` in every batch (see [`ArchiverConfig::pause`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultPause {
+    pub point: FaultPoint,
+    pub duration: Duration,
+}
+
+impl FaultPause {
+    /// Parses `after-read:2000` / `after-insert:2000` (milliseconds), the format of the
+    /// binary's `SMSGATE_FAULT_PAUSE`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (point, millis) = text.split_once(':')?;
+        let point = match point.trim() {
+            "after-read" => FaultPoint::AfterRead,
+            "after-insert" => FaultPoint::AfterInsert,
+            _ => return None,
+        };
+        let millis: u64 = millis.trim().parse().ok()?;
+        Some(Self {
+            point,
+            duration: Duration::from_millis(millis),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_pauses_parse_and_refuse_garbage() {
+        assert_eq!(
+            FaultPause::parse("after-insert:2000"),
+            Some(FaultPause {
+                point: FaultPoint::AfterInsert,
+                duration: Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            FaultPause::parse("after-read:5").map(|p| p.point),
+            Some(FaultPoint::AfterRead)
+        );
+        assert_eq!(FaultPause::parse("after-ack:5"), None);
+        assert_eq!(FaultPause::parse("after-read"), None);
+        assert_eq!(FaultPause::parse("after-read:x"), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! Metric names exported by the archiver, as listed in `docs/metrics.md`. Recording goes
+//! through the `metrics` facade; the binary installs the Prometheus exporter and its buckets.
+
+pub const EVENTS_ARCHIVED: &str = "smsgate_archiver_events_archived_total";
+pub const BATCH_SIZE: &str = "smsgate_archiver_batch_size";
+pub const BATCH_DURATION: &str = "smsgate_archiver_batch_duration_seconds";
+pub const INSERT_DURATION: &str = "smsgate_archiver_insert_duration_seconds";
+pub const LAG_ENTRIES: &str = "smsgate_archiver_lag_entries";
+pub const LAG_SECONDS: &str = "smsgate_archiver_lag_seconds";
+pub const POSTGRES_ERRORS: &str = "smsgate_archiver_postgres_errors_total";
+pub const DEAD_LETTERS: &str = "smsgate_dead_letters_total";
+pub const STREAM_LENGTH: &str = "smsgate_stream_length";

@@ -1,0 +1,128 @@
+//! Postgres: creating and migrating the archive database, and the set-based insert of one
+//! batch. Queries are checked at runtime (`sqlx::query`), so the crate builds without a database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor, PgPool};
+
+use crate::entry::Row;
+use crate::error::ArchiverError;
+
+/// The schema, embedded in the binary and applied on start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connects to `database_url`, creating the database when it does not exist yet, and applies
+/// the embedded migrations (concurrent starters serialise on sqlx's migration lock).
+pub async fn connect_postgres(database_url: &str) -> Result<PgPool, ArchiverError> {
+    connect_with(PgConnectOptions::from_str(database_url)?).await
+}
+
+/// [`connect_postgres`] from parsed options.
+pub async fn connect_with(options: PgConnectOptions) -> Result<PgPool, ArchiverError> {
+    create_database_if_missing(&options).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), ArchiverError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    // Like `createdb`: work from the `postgres` maintenance database (template1 for itself).
+    let maintenance = if name == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    };
+    let mut conn = options.clone().database(maintenance).connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match conn.execute(sqlx::AssertSqlSafe(create)).await {
+            // Another process created it between our check and our CREATE: fine.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops the database `options` names (closing its other sessions), from the maintenance
+/// database. For scratch databases (benchmarks, tests).
+pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut conn = options.clone().database("postgres").connect().await?;
+    let drop = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    );
+    conn.execute(sqlx::AssertSqlSafe(drop)).await?;
+    Ok(())
+}
+
+const INSERT: &str = r#"
+INSERT INTO sms_events
+    (id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
+     violated, retry_after, policy)
+SELECT id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
+       string_to_array(violated, ','), retry_after, policy
+FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $6::inet[],
+            $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
+            $13::int8[], $14::text[])
+    AS t(id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
+         violated, retry_after, policy)
+ON CONFLICT (id) DO NOTHING
+"#;
+
+/// Inserts `rows` in one transaction with one statement (arrays unnested server-side) and
+/// returns how many were new; rows already archived (a redelivery) are skipped by the primary
+/// key. Nothing is visible, and nothing may be acked, unless this returns `Ok`.
+pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pg.begin().await?;
+    let inserted = sqlx::query(INSERT)
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.stream_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.partition).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.at_us).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.ip).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.to.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.from.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.segments).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.outcome).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.violated.join(","))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.retry_after).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.policy.as_str()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(inserted)
+}

@@ -1,0 +1,243 @@
+//! Test harness: a real Redis (`REDIS_URL`) with a fresh namespace, and a real Postgres
+//! (`DATABASE_URL` as the server to use) with a fresh database per test, both removed when the
+//! harness drops — also when the test panics.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod pg_server;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver::entry::Payload;
+use archiver::{Archiver, ArchiverConfig};
+use fred::clients::{Client, Pool};
+use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use limiter::{Event, Layout, Policy, RateLimiter, SmsRequest, codec};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor, PgPool};
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn database_base_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub async fn redis() -> Pool {
+    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
+        .await
+        .expect("redis url");
+    assert!(
+        limiter::connection::is_up(&pool),
+        "Redis is not reachable at {}",
+        redis_url()
+    );
+    pool
+}
+
+/// `base` (`postgres://user@host:port/db?params`) with its database replaced by `name`.
+pub fn url_with_database(base: &str, name: &str) -> String {
+    let (head, query) = base.split_once('?').map_or((base, ""), |(h, q)| (h, q));
+    let authority_starts = head.find("://").map_or(0, |i| i + 3);
+    let server = match head[authority_starts..].find('/') {
+        Some(i) => &head[..authority_starts + i],
+        None => head,
+    };
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{server}/{name}{query}")
+}
+
+pub struct Harness {
+    pub redis: Pool,
+    pub layout: Layout,
+    pub pg: PgPool,
+    pub database_url: String,
+    db_name: String,
+    base_url: String,
+}
+
+impl Harness {
+    pub async fn new(partitions: u16) -> Self {
+        Self::on(&database_base_url(), partitions).await
+    }
+
+    /// A harness whose database lives on the Postgres server at `base_url`.
+    pub async fn on(base_url: &str, partitions: u16) -> Self {
+        let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+        let db_name = format!("smsgate_test_{}", uuid::Uuid::now_v7().simple());
+        let database_url = url_with_database(base_url, &db_name);
+        let pg = archiver::connect_postgres(&database_url)
+            .await
+            .expect("postgres reachable and the database created");
+        Self {
+            redis: redis().await,
+            layout: Layout::new(namespace, partitions),
+            pg,
+            database_url,
+            db_name,
+            base_url: base_url.to_owned(),
+        }
+    }
+
+    pub fn config(&self, consumer: &str) -> ArchiverConfig {
+        ArchiverConfig {
+            consumer: consumer.to_owned(),
+            batch_size: 1_000,
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_millis(500),
+            ..ArchiverConfig::default()
+        }
+    }
+
+    pub fn archiver(&self, config: ArchiverConfig) -> Archiver {
+        Archiver::new(
+            self.redis.clone(),
+            self.pg.clone(),
+            self.layout.clone(),
+            config,
+        )
+    }
+
+    pub fn client(&self) -> &Client {
+        self.redis.next()
+    }
+
+    /// Makes `n` real decisions through the limiter (policy `3/1m`, 97 clients, so a mix of
+    /// accepted and rejected, IPv4 and IPv6, with and without sender), 16 at a time.
+    pub async fn decide(&self, n: usize) {
+        let limiter = Arc::new(RateLimiter::new(
+            Policy::parse("3/1m").unwrap(),
+            self.layout.clone(),
+        ));
+        let workers = 16;
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                let (pool, limiter) = (self.redis.clone(), limiter.clone());
+                tokio::spawn(async move {
+                    let client = &pool.clients()[w % pool.clients().len()];
+                    for i in (w..n).step_by(workers) {
+                        let c = i % 97;
+                        let ip = if c % 3 == 0 {
+                            format!("2001:db8::{c:x}")
+                        } else {
+                            format!("198.51.100.{c}")
+                        };
+                        let to = format!("+1415555{:04}", c);
+                        let message = format!("message {i} — grüße ✓");
+                        let from = (i % 2 == 0).then_some("Acme");
+                        let request = SmsRequest {
+                            ip: ip.parse().unwrap(),
+                            to: &to,
+                            from,
+                            message: &message,
+                            segments: 1 + (i % 3) as u32,
+                        };
+                        limiter.decide(client, &request).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
+    /// Every decodable event on every stream, by partition and stream entry id.
+    pub async fn stream_events(&self) -> HashMap<(u16, String), Event> {
+        let mut all = HashMap::new();
+        for p in 0..self.layout.partitions() {
+            let stream = self.layout.stream(p);
+            let mut after = "0-0".to_string();
+            loop {
+                let page: fred::types::Value = self
+                    .client()
+                    .xread(Some(5_000), None, stream.as_str(), after.as_str())
+                    .await
+                    .unwrap();
+                let entries = archiver::entry::parse_read_reply(p, page).unwrap();
+                let Some(last) = entries.last() else {
+                    break;
+                };
+                after = last.id.clone();
+                for entry in entries {
+                    if let Payload::Event(bytes) = &entry.payload {
+                        match codec::decode(bytes) {
+                            Ok(event) => {
+                                all.insert((p, entry.id), event);
+                            }
+                            Err(e) => eprintln!("undecodable {}: {e}", entry.id),
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    pub async fn xlen(&self, p: u16) -> u64 {
+        self.client().xlen(self.layout.stream(p)).await.unwrap()
+    }
+
+    pub async fn rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM sms_events")
+            .fetch_one(&self.pg)
+            .await
+            .unwrap()
+    }
+
+    /// Entries of partition `p`'s dead-letter stream, as field maps.
+    pub async fn dead_letters(&self, p: u16) -> Vec<HashMap<String, Vec<u8>>> {
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = self
+            .client()
+            .xrange_values(self.layout.dead_letters(p), "-", "+", None)
+            .await
+            .unwrap();
+        entries.into_iter().map(|(_, fields)| fields).collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let (base, db, namespace) = (
+            self.base_url.clone(),
+            self.db_name.clone(),
+            self.layout.namespace().to_owned(),
+        );
+        // Drop runs outside async (and maybe while panicking): clean up on a runtime of our own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnectOptions::from_str(&base).unwrap().connect().await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+                let pool = redis().await;
+                let keys: Vec<String> = pool
+                    .next()
+                    .eval(
+                        "return redis.call('KEYS', ARGV[1])",
+                        Vec::<String>::new(),
+                        vec![format!("{namespace}:*")],
+                    )
+                    .await
+                    .unwrap_or_default();
+                for key in keys {
+                    let _: () = pool.next().del(key).await.unwrap_or(());
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

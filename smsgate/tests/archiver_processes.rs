@@ -1,0 +1,162 @@
+//! Two `smsgate archiver` processes at once share the work, and `smsgate serve` keeps taking
+//! requests through a Postgres outage, trims nothing meanwhile, reports a growing lag, and
+//! archives everything exactly once when Postgres is back.
+
+#![allow(clippy::unwrap_used)]
+
+mod archiver_support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use archiver_support::{Env, Process, counts, eventually, free_port, pg_server::PgServer};
+
+async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn two_archiver_processes_share_the_work_without_duplicate_rows() {
+    let env = Env::new(2).await;
+    env.decide(30_000).await;
+    let http = reqwest::Client::new();
+    let ports = [free_port(), free_port()];
+    let _archivers: Vec<Process> = ports
+        .iter()
+        .map(|port| {
+            let listen = format!("127.0.0.1:{port}");
+            Process(env.smsgate(&["archiver"], &[("SMSGATE_LISTEN", &listen)]))
+        })
+        .collect();
+    let pg = loop {
+        // The first process creates the database; wait for it.
+        if let Ok(pg) = archiver::connect_postgres(&env.database_url).await {
+            break pg;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eventually(Duration::from_secs(60), "30,000 rows", || async {
+        counts(&pg).await.0 == 30_000
+    })
+    .await;
+    let mut archived = Vec::new();
+    for port in ports {
+        let mut n = None;
+        for _ in 0..100 {
+            n = metric(&http, port, "smsgate_archiver_events_archived_total").await;
+            if n.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        archived.push(n.unwrap_or(0.0));
+    }
+    assert_eq!(counts(&pg).await, (30_000, 30_000), "no duplicate rows");
+    assert_eq!(archived.iter().sum::<f64>(), 30_000.0, "{archived:?}");
+    assert!(
+        archived.iter().all(|n| *n > 0.0),
+        "both processes archived: {archived:?}"
+    );
+    pg.close().await;
+}
+
+#[tokio::test]
+async fn through_a_postgres_outage_ingest_serves_nothing_is_trimmed_and_nothing_is_lost() {
+    let server = PgServer::start();
+    let env = Env::on(&server.url(), 1).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _serve = Process(env.smsgate(
+        &["serve"],
+        &[
+            ("SMSGATE_LISTEN", &listen),
+            ("SMSGATE_ARCHIVE_INTERVAL", "1s"),
+            ("SMSGATE_LIMITS", "3/1m"),
+        ],
+    ));
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/sms");
+    eventually(Duration::from_secs(20), "serve is up", || async {
+        http.get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut ids = HashSet::new();
+    let send = |i: usize| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http
+                .post(url)
+                .json(&serde_json::json!({"to": format!("+1415555{:04}", i % 50), "message": "hi"}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!(status == 202 || status == 429, "ingest answers {status}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    for i in 0..200 {
+        ids.insert(send(i).await);
+    }
+    let pg = env.pg().await;
+    eventually(
+        Duration::from_secs(20),
+        "the first 200 archived",
+        || async { counts(&pg).await.0 == 200 },
+    )
+    .await;
+    pg.close().await;
+
+    server.stop();
+    for i in 200..800 {
+        ids.insert(send(i).await);
+    }
+    // Give the archiver several intervals to (fail to) archive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.xlen().await >= 600, "nothing unarchived is trimmed");
+    let lag = metric(&http, port, "smsgate_archiver_lag_entries")
+        .await
+        .unwrap();
+    assert!(lag >= 600.0, "the lag metric shows the backlog: {lag}");
+    let errors = metric(&http, port, "smsgate_archiver_postgres_errors_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "postgres errors are counted: {errors}");
+
+    server.resume();
+    let pg = env.pg().await;
+    eventually(Duration::from_secs(60), "all 800 archived", || async {
+        counts(&pg).await.0 == 800
+    })
+    .await;
+    assert_eq!(counts(&pg).await, (800, 800));
+    let archived: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM sms_events")
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    let archived: HashSet<String> = archived.iter().map(ToString::to_string).collect();
+    assert_eq!(archived, ids, "exactly the events the API answered for");
+    eventually(
+        Duration::from_secs(10),
+        "the lag is back to zero",
+        || async { metric(&http, port, "smsgate_archiver_lag_entries").await == Some(0.0) },
+    )
+    .await;
+    pg.close().await;
+    drop(env);
+}
