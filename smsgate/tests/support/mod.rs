@@ -18,6 +18,12 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The Postgres server tests use; each test gets a database of its own on it.
+pub fn database_server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub settings: Settings,
@@ -30,7 +36,13 @@ impl TestApp {
         let mut settings = Settings::defaults();
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.redis_url = redis_url();
-        settings.namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        settings.namespace = format!("test-{unique}");
+        let server = database_server_url();
+        let base = server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base);
+        settings.database_url = format!("{base}/smsgate_test_{unique}");
         settings.dashboard_dir = "/nonexistent".into();
         configure(&mut settings);
         let app = App::build(settings.clone(), roles)
@@ -95,9 +107,14 @@ impl TestApp {
         all
     }
 
-    /// Deletes the namespace's keys; call at the end of a test.
+    /// Deletes the namespace's keys and the test database; call at the end of a test.
     pub async fn cleanup(self) {
         self.stop.cancel();
+        // Give the app's workers their moment to let go of the database before it is dropped.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(options) = self.settings.database_url.parse() {
+            let _ = archiver::store::drop_database(&options).await;
+        }
         let pool = self.redis().await;
         let keys: Vec<String> = pool
             .next()
