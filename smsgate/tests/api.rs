@@ -243,7 +243,13 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 }
 
 /// (name, content type, body, expected status, field named in `errors`)
-type BadInput = (&'static str, Option<&'static str>, Vec<u8>, u16, Option<&'static str>);
+type BadInput = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    Option<&'static str>,
+);
 
 #[tokio::test]
 async fn every_bad_input_is_a_problem_naming_its_field_and_costs_nothing() {
