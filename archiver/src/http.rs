@@ -1,11 +1,257 @@
-//! The archive's HTTP routes. `/api/history` and `/api/audit` arrive with issue 6; until then
-//! the router is empty so the binary can already merge it.
+//! The archive's HTTP routes, for the dashboard's History page (the binary puts them behind
+//! the admin token):
+//!
+//! - `GET /api/history?bucket=hour|day&since=&until=`: accepted and rejected counts per bucket
+//!   from Postgres, every bucket present, oldest first. Defaults: `until` now, `since` one day
+//!   (hour buckets) or thirty days (day buckets) before `until`.
+//! - `GET /api/audit?to=&ip=&since=&until=&limit=`: one number's or one IP's events from the
+//!   archive and the stream's tail (the replay reader), the newest `limit` (default 1,000, at
+//!   most 10,000) of the range, oldest first. `to` is compared as given (trimmed) against the
+//!   recorded E.164; a leading `+` sent unencoded arrives as a space and is restored.
+//!
+//! Errors are problem+json; a 400 names the offending field.
 
-use axum::Router;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use fred::clients::Pool;
+use limiter::Layout;
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgPool;
 
-/// Routes served from the Postgres archive.
-pub fn router(pg: PgPool) -> Router {
-    let _ = pg;
+use crate::error::ArchiverError;
+use crate::history::{self, Bucket};
+use crate::json::EventJson;
+use crate::replay::{Filter, Replay, ReplayOptions};
+
+/// What the archive routes read from.
+#[derive(Clone)]
+pub struct ArchiveApi {
+    pub pg: PgPool,
+    pub redis: Pool,
+    pub layout: Layout,
+}
+
+/// Most buckets one history answer may hold (a year and more of hours).
+pub const MAX_BUCKETS: i64 = 10_000;
+pub const DEFAULT_AUDIT_LIMIT: usize = 1_000;
+pub const MAX_AUDIT_LIMIT: usize = 10_000;
+
+/// Routes served from the Postgres archive (and, for audit, the stream's tail).
+pub fn router(state: ArchiveApi) -> Router {
     Router::new()
+        .route("/api/history", get(get_history))
+        .route("/api/audit", get(get_audit))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+/// Every failure of the archive routes, rendered as problem+json.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid query")]
+    Invalid(Vec<FieldError>),
+    #[error("archive: {0}")]
+    Unavailable(#[from] ArchiverError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail, errors) = match self {
+            ApiError::Invalid(errors) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "the query is invalid; see `errors`".to_owned(),
+                errors,
+            ),
+            ApiError::Unavailable(e) => {
+                // The cause stays in the log; clients learn only that they should retry.
+                tracing::warn!(error = %e, "archive API: backend unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    "the archive is unavailable; retry shortly".to_owned(),
+                    Vec::new(),
+                )
+            }
+        };
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if !errors.is_empty() {
+            body["errors"] = serde_json::to_value(&errors).unwrap_or(Value::Null);
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![FieldError {
+        field,
+        detail: detail.into(),
+    }])
+}
+
+fn time_param(
+    params: &HashMap<String, String>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(text) = params
+        .get(field)
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| invalid(field, "must be an RFC 3339 time, e.g. 2026-11-28T07:00:00Z"))
+}
+
+fn range(
+    params: &HashMap<String, String>,
+    default_span: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let until = time_param(params, "until")?.unwrap_or_else(Utc::now);
+    let since = time_param(params, "since")?.unwrap_or(until - default_span);
+    if since >= until {
+        return Err(invalid("since", "must be before `until`"));
+    }
+    Ok((since, until))
+}
+
+async fn get_history(
+    State(state): State<ArchiveApi>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<history::History>, ApiError> {
+    let bucket = match params.get("bucket").map(String::as_str) {
+        None | Some("") => Bucket::Hour,
+        Some(text) => {
+            Bucket::parse(text).ok_or_else(|| invalid("bucket", "must be `hour` or `day`"))?
+        }
+    };
+    let default_span = match bucket {
+        Bucket::Hour => Duration::days(1),
+        Bucket::Day => Duration::days(30),
+    };
+    let (since, until) = range(&params, default_span)?;
+    if (until - since).num_seconds() / bucket.seconds() > MAX_BUCKETS {
+        return Err(invalid(
+            "since",
+            format!(
+                "the range holds more than {MAX_BUCKETS} buckets; narrow it or use day buckets"
+            ),
+        ));
+    }
+    Ok(Json(
+        history::history(&state.pg, bucket, since, until).await?,
+    ))
+}
+
+async fn get_audit(
+    State(state): State<ArchiveApi>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let text = |field: &str| {
+        params
+            .get(field)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let to = text("to").map(|to| {
+        if to.bytes().all(|b| b.is_ascii_digit()) {
+            format!("+{to}")
+        } else {
+            to.to_owned()
+        }
+    });
+    let ip = match text("ip") {
+        Some(ip) => Some(
+            ip.parse::<IpAddr>()
+                .map_err(|_| invalid("ip", "must be an IPv4 or IPv6 address"))?,
+        ),
+        None => None,
+    };
+    if to.is_none() && ip.is_none() {
+        return Err(ApiError::Invalid(vec![
+            FieldError {
+                field: "to",
+                detail: "give `to` (an E.164 number) or `ip`".to_owned(),
+            },
+            FieldError {
+                field: "ip",
+                detail: "give `to` (an E.164 number) or `ip`".to_owned(),
+            },
+        ]));
+    }
+    let limit = match text("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_AUDIT_LIMIT).contains(l))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_AUDIT_LIMIT}"),
+                )
+            })?,
+        None => DEFAULT_AUDIT_LIMIT,
+    };
+    let since = time_param(&params, "since")?;
+    let until = time_param(&params, "until")?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(invalid("since", "must be before `until`"));
+    }
+    let filter = Filter {
+        since_us: since.map(|t| t.timestamp_micros()),
+        until_us: until.map(|t| t.timestamp_micros()),
+        to,
+        ip,
+        outcome: None,
+    };
+    let mut replay = Replay::new(
+        state.redis.clone(),
+        state.pg.clone(),
+        &state.layout,
+        ReplayOptions {
+            filter,
+            follow: false,
+        },
+    );
+    // The newest `limit` of the range: a client's full history streams through a bounded window.
+    let mut newest = VecDeque::with_capacity(limit.min(1_024));
+    while let Some(item) = replay.next().await? {
+        if newest.len() == limit {
+            newest.pop_front();
+        }
+        newest.push_back(item);
+    }
+    let events: Vec<EventJson<'_>> = newest.iter().map(EventJson::from).collect();
+    Ok(Json(serde_json::json!({ "events": events })).into_response())
 }

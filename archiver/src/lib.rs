@@ -16,21 +16,31 @@
 //! - [`worker`]: `Archiver`: `run_until_stopped` → `drain` → `try_process_batch() -> Outcome`.
 //! - [`metrics`]: the metric names this crate exports (see `docs/metrics.md`).
 //! - [`bench`]: the archive benchmark behind `smsgate bench --mode archive`.
-//! - [`http`]: the archive's HTTP routes (history and audit arrive with issue 6).
+//! - [`replay`]: the replay reader: archive and stream merged, every event once, in order.
+//! - [`audit`]: `Auditor` re-derives recorded decisions with the policy model; `WhatIf`.
+//! - [`history`]: volumes per hour or day from the archive.
+//! - [`json`]: the Event JSON and table line of replay and the archive routes.
+//! - [`http`]: the archive's HTTP routes: `/api/history` and `/api/audit`.
+//! - [`replay_bench`]: the replay and audit benchmark behind `smsgate bench --mode replay`.
 
+pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod history;
 pub mod http;
+pub mod json;
 pub mod metrics;
+pub mod replay;
+pub mod replay_bench;
 pub mod store;
 pub mod streams;
 pub mod worker;
 
 pub use config::{ArchiverConfig, FaultPause, FaultPoint};
 pub use error::ArchiverError;
-pub use http::router;
+pub use http::{ArchiveApi, router};
 pub use store::connect_postgres;
 pub use worker::{Archiver, DrainReport, Outcome};
 

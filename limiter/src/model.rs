@@ -36,6 +36,21 @@ impl Model {
         &self.policy
     }
 
+    /// Judges later requests under `policy`, keeping the accepted history: what Redis does when
+    /// the policy changes (the quota sets outlive it), so audits across a change agree with it.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Counts an accepted request of `client` at `at_us` without deciding it: loads history that
+    /// an audit does not judge (events before its range). Calls must come in decision order.
+    pub fn record(&mut self, client: &str, at_us: i64) {
+        self.accepted
+            .entry(client.to_owned())
+            .or_default()
+            .push_back(at_us);
+    }
+
     /// Decides a request of `client` at `now_us` (µs since the epoch) and records it if accepted.
     /// Calls must come in decision order.
     pub fn decide(&mut self, client: &str, now_us: i64) -> ModelDecision {
@@ -124,6 +139,17 @@ mod tests {
         }
         assert_eq!(model.decide("b", 5 * S).outcome, Outcome::Accepted);
         assert_eq!(model.decide("a", 10 * S).outcome, Outcome::Accepted);
+    }
+
+    #[test]
+    fn recorded_history_counts_and_survives_a_policy_change() {
+        let mut model = Model::new(Policy::parse("2/1m").unwrap());
+        model.record("c", 0);
+        model.record("c", S);
+        assert_eq!(model.decide("c", 2 * S).outcome, Outcome::Rejected);
+        model.set_policy(Policy::parse("3/1m").unwrap());
+        assert_eq!(model.decide("c", 3 * S).outcome, Outcome::Accepted);
+        assert_eq!(model.decide("c", 4 * S).retry_after, 56);
     }
 
     #[test]

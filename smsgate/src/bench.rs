@@ -31,6 +31,9 @@ pub enum Mode {
     /// The archiver: `--events` pre-filled on a stream drained into Postgres (a scratch
     /// database on the `DATABASE_URL` server), then the same rows via plain `COPY`, and their ratio.
     Archive,
+    /// Replay and audit: `--events` synthetic events `COPY`ed into a scratch archive, replayed
+    /// as JSON lines into a sink and audited, with events/s and peak memory.
+    Replay,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -52,16 +55,19 @@ pub struct BenchArgs {
     pub redis_url: String,
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
     pub limits: Policy,
-    /// Archive mode: events pre-filled on the stream.
+    /// Archive mode: events pre-filled on the stream; replay mode: events in the archive.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
-    /// Archive mode: the Postgres server (a scratch database is created on it and dropped).
+    /// Archive and replay modes: the Postgres server (a scratch database is created on it and dropped).
     #[arg(
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/smsgate"
     )]
     pub database_url: String,
+    /// Replay mode: keep the scratch database (its name is printed), to time the CLI against it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// What one phase measured.
@@ -114,6 +120,9 @@ impl PhaseReport {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.mode == Mode::Archive {
         return archive_phase(&args).await;
+    }
+    if args.mode == Mode::Replay {
+        return replay_phase(&args).await;
     }
     let namespace = format!("bench-{}", uuid_suffix());
     let layout = Layout::new(namespace.clone(), 1);
@@ -191,6 +200,36 @@ async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
         report.copy
     );
     println!("archive/copy throughput ratio: {:.2}", report.ratio());
+    Ok(())
+}
+
+/// `--mode replay`: see `archiver::replay_bench`.
+async fn replay_phase(args: &BenchArgs) -> anyhow::Result<()> {
+    let redis = limiter::connection::connect(&args.redis_url, 2, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("invalid REDIS_URL {}", args.redis_url))?;
+    anyhow::ensure!(
+        limiter::connection::is_up(&redis),
+        "redis is not reachable at {}",
+        args.redis_url
+    );
+    let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
+    println!("smsgate bench --mode replay: {} events", args.events);
+    let report = archiver::replay_bench::run_in_scratch_database(
+        &redis,
+        &args.database_url,
+        &layout,
+        args.events as u64,
+        args.keep,
+    )
+    .await
+    .context("replay benchmark")?;
+    println!("{report}");
+    anyhow::ensure!(
+        report.mismatches == 0,
+        "the audit of the synthetic archive found {} mismatches",
+        report.mismatches
+    );
     Ok(())
 }
 

@@ -38,6 +38,21 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print events in order from the archive and the stream's tail (JSON lines or a table).
+    Replay {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        args: crate::replay::ReplayArgs,
+    },
+    /// Re-derive every decision in a range with the policy in force; exit 0 when the record is
+    /// consistent, 1 when any event disagrees, 2 when the audit could not run.
+    Audit {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        args: crate::replay::AuditArgs,
+    },
     /// Load generator: drives the API (or the script straight at Redis) and prints figures.
     Bench(crate::bench::BenchArgs),
 }

@@ -12,6 +12,7 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`dashboard`]: the built React dashboard at `/`.
 //! - [`roles`]: how each role is started inside `App`.
+//! - [`replay`]: `smsgate replay` and `smsgate audit`, wired to the archiver's reader and auditor.
 //! - [`bench`]: `smsgate bench`, the load generator and its Redis-only baseline.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod dashboard;
 pub mod health;
+pub mod replay;
 pub mod roles;
 pub mod telemetry;
 

@@ -3,7 +3,7 @@
 use clap::Parser;
 use smsgate::app::{App, Roles, stop_signal};
 use smsgate::cli::{Cli, Command};
-use smsgate::{bench, roles, telemetry};
+use smsgate::{bench, replay, roles, telemetry};
 
 /// glibc's allocator spends a tenth of the request path in malloc/free under many threads.
 #[global_allocator]
@@ -12,7 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init_logging();
+    match cli.command {
+        Command::Replay { .. } | Command::Audit { .. } => telemetry::init_cli_logging(),
+        _ => telemetry::init_logging(),
+    }
     let (settings, roles) = match cli.command {
         Command::Serve(settings) => (settings, Roles::ALL),
         Command::Ingest(settings) => (settings, Roles::INGEST),
@@ -29,6 +32,19 @@ async fn main() -> anyhow::Result<()> {
             (settings, Roles::ARCHIVER)
         }
         Command::Bench(args) => return bench::run(args).await,
+        Command::Replay { settings, args } => return replay::replay(&settings, &args).await,
+        Command::Audit { settings, args } => {
+            // diff(1)'s convention, so cron can tell "inconsistent" from "could not check".
+            let code = match replay::audit(&settings, &args).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    2
+                }
+            };
+            std::process::exit(code);
+        }
     };
     App::build(settings, roles)
         .await?

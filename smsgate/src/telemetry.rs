@@ -19,6 +19,18 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Logging for commands whose stdout is their output (`replay`, `audit`): to stderr, and only
+/// warnings unless `RUST_LOG` says otherwise.
+pub fn init_cli_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// The recorder is global to the process; every `App` in it (tests start several) shares it.
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -75,7 +75,11 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
         }
     });
     Ok(RoleParts {
-        operator_routes: archiver::router(pg.clone()),
+        operator_routes: archiver::router(archiver::ArchiveApi {
+            pg: pg.clone(),
+            redis: ctx.redis.clone(),
+            layout: ctx.settings.layout(),
+        }),
         postgres: Some(pg),
     })
 }

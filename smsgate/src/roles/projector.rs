@@ -7,6 +7,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use archiver::replay::{Replay, ReplayOptions};
+use futures::TryStreamExt;
 use projector::{ApiState, LiveFeed, Projector, ProjectorConfig, Retention};
 
 use super::{RoleContext, RoleParts, consumer_name};
@@ -35,11 +37,10 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
     })
 }
 
-/// `smsgate projector --rebuild`: resets the projections, recomputes them from the stream and
-/// points the `projector` group after the last rebuilt entry. Run it with projectors stopped.
-///
-/// The archive is not a source yet (the archiver serves no event stream to read from); once it
-/// does, chain it before `stream_source`: overlapping entries are skipped by stream id.
+/// `smsgate projector --rebuild`: resets the projections, recomputes them from the archive and
+/// the stream's tail (the archiver's replay reader: every event once, in stream order per
+/// partition) and points the `projector` group after the last rebuilt entry. Run it with
+/// projectors stopped.
 pub async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
     let redis =
         limiter::connection::connect(&settings.redis_url, 2, std::time::Duration::from_secs(5))
@@ -50,12 +51,17 @@ pub async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
         "redis is not reachable at {}",
         settings.redis_url
     );
+    let pg = archiver::connect_postgres(&settings.database_url)
+        .await
+        .context("connecting to the archive database")?;
     let layout = settings.layout();
     let now_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or_default();
-    let source = projector::stream_source(redis.clone(), layout.clone());
+    let source = Replay::new(redis.clone(), pg, &layout, ReplayOptions::default())
+        .into_stream()
+        .map_ok(|item| (item.stream_id.to_string(), item.event));
     let report = projector::rebuild(&redis, &layout, &Retention::default(), now_us, source)
         .await
         .context("rebuilding the projections")?;
