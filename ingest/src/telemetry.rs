@@ -16,6 +16,29 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Creates every series of the request counters at 0, so Prometheus sees the first increase
+/// (`increase()` cannot see a counter whose first sample is already 1).
+pub fn register(policy: &limiter::Policy) {
+    metrics::describe_counter!(REQUESTS, "POST /api/sms decisions by outcome");
+    metrics::describe_counter!(VIOLATIONS, "rejected requests per violated window");
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
+    metrics::describe_histogram!(
+        SCRIPT_DURATION,
+        metrics::Unit::Seconds,
+        "one decision script call as seen by ingest"
+    );
+    for outcome in ["accepted", "rejected", "invalid", "unavailable"] {
+        metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
+    }
+    for window in policy.windows() {
+        metrics::counter!(VIOLATIONS, "window" => window.name.clone()).increment(0);
+    }
+}
+
 /// Records every request's latency by method, matched route (never the raw path, whose
 /// cardinality a client controls) and status.
 pub async fn track_http(request: Request, next: Next) -> Response {

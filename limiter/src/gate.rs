@@ -77,8 +77,9 @@ pub struct RateLimiter {
     policy_text: String,
     layout: Layout,
     script_sha: String,
-    /// `[n, name, limit, µs, …]`: the policy as script arguments, built once.
-    window_args: Vec<String>,
+    /// `[n, name, limit, µs, …]`: the policy as script arguments, built once (cloning a
+    /// `Value::Bytes` only bumps a reference count).
+    window_args: Vec<Value>,
 }
 
 impl RateLimiter {
@@ -89,6 +90,10 @@ impl RateLimiter {
             window_args.push(w.limit.to_string());
             window_args.push(w.duration_micros().to_string());
         }
+        let window_args = window_args
+            .into_iter()
+            .map(|a| Value::Bytes(a.into_bytes().into()))
+            .collect();
         Self {
             policy_text: policy.to_string(),
             policy,
@@ -135,22 +140,22 @@ impl RateLimiter {
             segments: request.segments,
             policy: &self.policy_text,
         });
-        let keys = vec![
-            self.layout.quota(partition, &client),
-            self.layout.stream(partition),
-        ];
-        let mut args: Vec<Value> = Vec::with_capacity(2 + self.window_args.len());
-        args.push(Value::Bytes(pending.into()));
-        args.push(Value::from(id.to_string()));
-        args.extend(self.window_args.iter().map(|a| Value::from(a.as_str())));
-
-        let reply: Vec<Value> = match redis
-            .evalsha(self.script_sha.as_str(), keys.clone(), args.clone())
-            .await
-        {
+        let quota = self.layout.quota(partition, &client);
+        let stream = self.layout.stream(partition);
+        let pending = Value::Bytes(pending.into());
+        let member = Value::from(id.to_string());
+        let call = || {
+            let keys = vec![quota.as_str(), stream.as_str()];
+            let mut args = Vec::with_capacity(2 + self.window_args.len());
+            args.push(pending.clone());
+            args.push(member.clone());
+            args.extend(self.window_args.iter().cloned());
+            redis.evalsha::<Vec<Value>, _, _, _>(self.script_sha.as_str(), keys, args)
+        };
+        let reply = match call().await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 self.load(redis).await?;
-                redis.evalsha(self.script_sha.as_str(), keys, args).await?
+                call().await?
             }
             other => other?,
         };

@@ -201,6 +201,7 @@ async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
 }
 
 async fn ingest_router(settings: &Settings, redis: Pool) -> Router {
+    ingest::telemetry::register(&settings.limits);
     let limiter = RateLimiter::new(settings.limits.clone(), settings.layout());
     if let Err(e) = limiter.load(redis.next()).await {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");

@@ -5,6 +5,10 @@ use smsgate::app::{App, Roles, stop_signal};
 use smsgate::cli::{Cli, Command};
 use smsgate::{bench, roles, telemetry};
 
+/// glibc's allocator spends a tenth of the request path in malloc/free under many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
