@@ -33,11 +33,12 @@ ensure_redis_binaries() {
     redis-server redis-tools >/dev/null
 }
 
-# A free port whose cluster bus port (port + 10000) is free too.
+# A free port whose cluster bus port (port + 10000) is free too; both below the ephemeral
+# range (32768+), where an outgoing connection could take the port between check and bind.
 free_port() {
   local port
   for _ in $(seq 1 100); do
-    port=$(( (RANDOM % 20000) + 20000 ))
+    port=$(( (RANDOM % 12000) + 10000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
       && ! (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null \
       && ! grep -qx "$port" "$1/ports" 2>/dev/null; then
@@ -78,6 +79,8 @@ logfile $dir/$port/redis.log
 cluster-enabled yes
 cluster-config-file $dir/$port/nodes.conf
 cluster-node-timeout 2000
+# A lone node never learns its own address from a peer; CLUSTER SLOTS would name it "".
+cluster-announce-ip 127.0.0.1
 appendonly yes
 appendfsync everysec
 save ""
@@ -87,7 +90,7 @@ EOF
   for port in "${ports[@]}"; do
     for _ in $(seq 1 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
     redis-cli -p "$port" ping 2>/dev/null | grep -q PONG \
-      || { echo "redis-server on $port did not start; see $dir/$port/redis.log" >&2; return 1; }
+      || { echo "redis-server on $port did not start:" >&2; tail -n 5 "$dir/$port/redis.log" >&2; return 1; }
   done
 
   if (( primaries >= 3 )); then
