@@ -1,13 +1,19 @@
 //! Redis connections as every role wants them: reconnecting forever in the background, never
 //! retrying a command (a retried script could decide twice), and bounded by a timeout so a
 //! dead Redis turns into a fast error instead of a hung request.
+//!
+//! `REDIS_URL` names one Redis (`redis://host:port`) or a Redis Cluster, in either of two
+//! spellings: `redis-cluster://host:port?node=host:port&node=…` (fred's) or
+//! `redis-cluster://host:port,host:port,…`. Any one reachable node is enough; the client
+//! discovers the rest with `CLUSTER SLOTS` and follows `MOVED` redirections. After a failover
+//! it rediscovers the topology from every node it has ever seen, not only the URL's.
 
 use std::time::Duration;
 
 use fred::clients::Pool;
 use fred::interfaces::ClientLike;
 use fred::types::Builder;
-use fred::types::config::{Config, ReconnectPolicy};
+use fred::types::config::{ClusterDiscoveryPolicy, Config, ReconnectPolicy, ServerConfig};
 
 /// How long one command may take before it fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,7 +22,12 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// connecting. It waits up to `wait` for the first connection but returns either way: until
 /// Redis answers, callers see `is_connected() == false` and fail closed.
 pub async fn connect(url: &str, size: usize, wait: Duration) -> Result<Pool, fred::error::Error> {
-    let mut config = Config::from_url(url)?;
+    let mut config = Config::from_url(&cluster_url(url))?;
+    if let ServerConfig::Clustered { policy, .. } = &mut config.server {
+        // The URL's nodes may be the very ones that died; the last routing table knows the
+        // replicas that replaced them.
+        *policy = ClusterDiscoveryPolicy::UseCache;
+    }
     // Let the reconnect policy also cover the very first connection.
     config.fail_fast = false;
     let pool = Builder::from_config(config)
@@ -36,4 +47,81 @@ pub async fn connect(url: &str, size: usize, wait: Duration) -> Result<Pool, fre
 /// True when at least one connection of the pool is up.
 pub fn is_up(pool: &Pool) -> bool {
     pool.clients().iter().any(|c| c.is_connected())
+}
+
+/// Rewrites `redis-cluster://a:1,b:2,c:3?x=y` as fred's `redis-cluster://a:1?node=b:2&node=c:3&x=y`;
+/// any other URL is returned as it is.
+pub fn cluster_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.ends_with("-cluster") {
+        return url.to_owned();
+    }
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
+    let Some(first) = hosts.next() else {
+        return url.to_owned();
+    };
+    let mut params: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    params.extend(
+        query
+            .into_iter()
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned),
+    );
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        out.push_str(userinfo);
+        out.push('@');
+    }
+    out.push_str(first);
+    if !params.is_empty() {
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comma_separated_cluster_nodes_become_node_parameters() {
+        assert_eq!(
+            cluster_url("redis-cluster://127.0.0.1:7000,127.0.0.1:7001, 127.0.0.1:7002"),
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001&node=127.0.0.1:7002"
+        );
+        assert_eq!(
+            cluster_url("rediss-cluster://u:p@a:1,b:2?node=c:3"),
+            "rediss-cluster://u:p@a:1?node=b:2&node=c:3"
+        );
+        for unchanged in [
+            "redis://127.0.0.1:6379",
+            "redis-cluster://a:1?node=b:2",
+            "redis-cluster://a:1",
+        ] {
+            assert_eq!(cluster_url(unchanged), unchanged);
+        }
+    }
+
+    #[test]
+    fn both_cluster_spellings_configure_every_node() {
+        for url in [
+            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001",
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+        ] {
+            let config = Config::from_url(&cluster_url(url)).unwrap();
+            assert!(config.server.is_clustered(), "{url}");
+            assert_eq!(config.server.hosts().len(), 2, "{url}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The decision script against a real Redis (`REDIS_URL`, default 127.0.0.1:6379), held to the
-//! pure-Rust model: atomicity under concurrency, exact rolling windows and Retry-After, and
-//! one decodable event on the stream for every decision.
+//! The decision script against a real Redis (`REDIS_URL`, default 127.0.0.1:6379, or a Redis
+//! Cluster as `redis-cluster://…`), held to the pure-Rust model: atomicity under concurrency,
+//! exact rolling windows and Retry-After, and one decodable event on the stream for every
+//! decision. Tests written for several partitions use `SMSGATE_TEST_PARTITIONS` of them when set.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, StreamsInterface};
+use fred::types::CustomCommand;
 use fred::types::streams::XReadResponse;
 use limiter::model::Model;
 use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
@@ -32,7 +34,17 @@ async fn redis() -> Pool {
     pool
 }
 
+/// `default`, or `SMSGATE_TEST_PARTITIONS` for a test written for several partitions.
+fn partitions(default: u16) -> u16 {
+    let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
+    match configured.and_then(|p| p.parse().ok()) {
+        Some(n) if default > 1 => n,
+        _ => default,
+    }
+}
+
 fn limiter(policy: &str, partitions: u16) -> RateLimiter {
+    let partitions = self::partitions(partitions);
     let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
     RateLimiter::new(
         Policy::parse(policy).unwrap(),
@@ -76,15 +88,23 @@ async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(String, Event)> 
     all
 }
 
+/// Deletes the namespace's keys, found with KEYS on every primary of a cluster.
 async fn drop_namespace(redis: &Client, layout: &Layout) {
-    let keys: Vec<String> = redis
-        .eval(
-            "return redis.call('KEYS', ARGV[1])",
-            Vec::<String>::new(),
-            vec![format!("{}:*", layout.namespace())],
-        )
-        .await
-        .unwrap_or_default();
+    let pattern = vec![format!("{}:*", layout.namespace())];
+    let command = || CustomCommand::new_static("KEYS", None, false);
+    let mut keys: Vec<String> = Vec::new();
+    if redis.is_clustered() {
+        for server in redis.active_connections() {
+            let found: Vec<String> = redis
+                .with_cluster_node(server)
+                .custom(command(), pattern.clone())
+                .await
+                .unwrap_or_default();
+            keys.extend(found);
+        }
+    } else {
+        keys = redis.custom(command(), pattern).await.unwrap_or_default();
+    }
     for key in keys {
         let _: () = redis.del(key).await.unwrap_or(());
     }
@@ -305,7 +325,11 @@ async fn the_script_is_reloaded_after_redis_forgets_it() {
         .decide(redis, &request("192.0.2.1", "+14155550111"))
         .await
         .unwrap();
-    let _: () = redis.script_flush(false).await.unwrap();
+    if redis.is_clustered() {
+        let _: () = redis.script_flush_cluster(false).await.unwrap();
+    } else {
+        let _: () = redis.script_flush(false).await.unwrap();
+    }
     let d = limiter
         .decide(redis, &request("192.0.2.1", "+14155550111"))
         .await

@@ -6,14 +6,20 @@
 //! consumers left idle for `claim_idle` (XAUTOCLAIM), then reads new entries. Entries that do
 //! not decode go to the partition's dead-letter stream in the same atomic step that
 //! acknowledges them, so they never block the pipeline.
+//!
+//! On one Redis every partition's stream is read by one blocking `XREADGROUP`. On Redis Cluster
+//! a multi-key command may only name keys of one hash slot, and partitions are slots of their
+//! own, so each partition is read by a command of its own: non-blocking, all at once, polled
+//! every [`ProjectorConfig::poll`] until `block` has passed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
+use futures::future::try_join_all;
 use limiter::{Layout, Policy};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +40,9 @@ pub struct ProjectorConfig {
     pub claim_idle: Duration,
     /// How long one read waits for new entries (kept under the Redis command timeout).
     pub block: Duration,
+    /// On Redis Cluster, where no single read can wait on every partition: how often the
+    /// partitions are polled while waiting for new entries.
+    pub poll: Duration,
     pub retention: Retention,
 }
 
@@ -46,6 +55,7 @@ impl ProjectorConfig {
             // an entry once whoever applies it), so a dead consumer's entries wait only briefly.
             claim_idle: Duration::from_secs(5),
             block: Duration::from_secs(1),
+            poll: Duration::from_millis(50),
             retention: Retention::default(),
         }
     }
@@ -79,14 +89,19 @@ pub struct Projector {
     policy: Policy,
     config: ProjectorConfig,
     partitions: Vec<PartitionKeys>,
+    /// Partitions one XREADGROUP may read together (see [`read_groups`]).
+    groups: Vec<Vec<usize>>,
     state: tokio::sync::Mutex<State>,
 }
 
 impl Projector {
     pub fn new(redis: Pool, layout: Layout, policy: Policy, config: ProjectorConfig) -> Self {
         let reader = redis.next().clone_new();
+        let partitions = PartitionKeys::all(&layout);
+        let streams: Vec<String> = partitions.iter().map(|k| k.stream.clone()).collect();
         Self {
-            partitions: PartitionKeys::all(&layout),
+            groups: read_groups(redis.next().is_clustered(), &streams),
+            partitions,
             redis,
             reader,
             layout,
@@ -171,14 +186,13 @@ impl Projector {
             .filter(|p| state.draining[*p])
             .collect();
         if !draining.is_empty() {
-            let streams: Vec<String> = draining
+            let groups: Vec<Vec<usize>> = self
+                .groups
                 .iter()
-                .map(|p| self.partitions[*p].stream.clone())
+                .map(|g| g.iter().copied().filter(|p| state.draining[*p]).collect())
+                .filter(|g: &Vec<usize>| !g.is_empty())
                 .collect();
-            let ids = vec!["0".to_string(); streams.len()];
-            let read = self
-                .read_group(self.redis.next(), streams, ids, None)
-                .await?;
+            let read = self.read_all(&groups, "0").await?;
             let mut report = ApplyReport::default();
             let mut seen = 0;
             for p in draining {
@@ -211,12 +225,7 @@ impl Projector {
             }
         }
 
-        let streams: Vec<String> = self.partitions.iter().map(|k| k.stream.clone()).collect();
-        let ids = vec![">".to_string(); streams.len()];
-        let block = u64::try_from(self.config.block.as_millis()).unwrap_or(1_000);
-        let read = self
-            .read_group(&self.reader, streams, ids, (block > 0).then_some(block))
-            .await?;
+        let read = self.read_new().await?;
         if read.values().all(Vec::is_empty) {
             metrics::gauge!("smsgate_projector_lag_seconds").set(0.0);
             return Ok(Outcome::Idle);
@@ -226,6 +235,41 @@ impl Projector {
             report += self.apply(*p, entries).await?;
         }
         Ok(Outcome::Projected(report))
+    }
+
+    /// New entries of every partition, waiting up to `block` for the first: one blocking read
+    /// on one Redis, polling reads of each partition on a cluster.
+    async fn read_new(&self) -> Result<HashMap<usize, Vec<Entry>>, ProjectorError> {
+        let block = u64::try_from(self.config.block.as_millis()).unwrap_or(1_000);
+        if let [all] = self.groups.as_slice() {
+            return self
+                .read_group(&self.reader, all, ">", (block > 0).then_some(block))
+                .await;
+        }
+        let deadline = Instant::now() + self.config.block;
+        loop {
+            let read = self.read_all(&self.groups, ">").await?;
+            if read.values().any(|e| !e.is_empty()) || Instant::now() >= deadline {
+                return Ok(read);
+            }
+            tokio::time::sleep(self.config.poll.min(deadline - Instant::now())).await;
+        }
+    }
+
+    /// One non-blocking XREADGROUP per group, all at once, from `id` (`0` for own pending
+    /// entries, `>` for new ones).
+    async fn read_all(
+        &self,
+        groups: &[Vec<usize>],
+        id: &str,
+    ) -> Result<HashMap<usize, Vec<Entry>>, ProjectorError> {
+        let reads = try_join_all(
+            groups
+                .iter()
+                .map(|group| self.read_group(self.redis.next(), group, id, None)),
+        )
+        .await?;
+        Ok(reads.into_iter().flatten().collect())
     }
 
     async fn ensure_groups(&self) -> Result<(), ProjectorError> {
@@ -243,14 +287,19 @@ impl Projector {
         Ok(())
     }
 
-    /// XREADGROUP over `streams`, entries keyed by partition.
+    /// XREADGROUP over the streams of `partitions` from `id`, entries keyed by partition.
     async fn read_group(
         &self,
         client: &Client,
-        streams: Vec<String>,
-        ids: Vec<String>,
+        partitions: &[usize],
+        id: &str,
         block_ms: Option<u64>,
     ) -> Result<HashMap<usize, Vec<Entry>>, ProjectorError> {
+        let streams: Vec<String> = partitions
+            .iter()
+            .map(|p| self.partitions[*p].stream.clone())
+            .collect();
+        let ids = vec![id.to_string(); streams.len()];
         let count = Some(self.config.batch_size as u64);
         let reply: Value = client
             .xreadgroup(
@@ -353,6 +402,23 @@ impl Projector {
     fn partition_of_stream(&self, stream: &str) -> Option<usize> {
         self.partitions.iter().position(|k| k.stream == stream)
     }
+}
+
+/// Groups of stream indexes that one multi-key stream command may name together: all of them
+/// on one Redis; on a cluster those whose keys share a hash slot (the partitions' hash tags
+/// differ, so in practice one stream per group).
+pub(crate) fn read_groups(clustered: bool, streams: &[String]) -> Vec<Vec<usize>> {
+    if !clustered {
+        return vec![(0..streams.len()).collect()];
+    }
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, stream) in streams.iter().enumerate() {
+        by_slot
+            .entry(fred::util::redis_keyslot(stream.as_bytes()))
+            .or_default()
+            .push(i);
+    }
+    by_slot.into_values().collect()
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<StreamId, ProjectorError> {
@@ -464,5 +530,28 @@ pub(crate) fn parse_map(value: Value) -> HashMap<String, Value> {
             out
         }
         _ => HashMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_redis_reads_every_partition_at_once_a_cluster_one_slot_at_a_time() {
+        let streams = Layout::new("t", 16).streams();
+        assert_eq!(read_groups(false, &streams), [(0..16).collect::<Vec<_>>()]);
+        let groups = read_groups(true, &streams);
+        assert_eq!(groups.len(), 16);
+        for group in &groups {
+            let slots: std::collections::HashSet<u16> = group
+                .iter()
+                .map(|i| fred::util::redis_keyslot(streams[*i].as_bytes()))
+                .collect();
+            assert_eq!(slots.len(), 1);
+        }
+        let mut all: Vec<usize> = groups.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..16).collect::<Vec<_>>());
     }
 }

@@ -1,7 +1,8 @@
 //! The live feed: one Redis reader per process, fanned out to every browser.
 //!
 //! A single task XREADs all partition streams (plain XREAD, not the consumer group, so every
-//! process sees every event) and publishes each event, already rendered as JSON, on a
+//! process sees every event; on Redis Cluster one XREAD per partition, polled, as a command may
+//! only name keys of one hash slot) and publishes each event, already rendered as JSON, on a
 //! `tokio::sync::broadcast` channel; a second task publishes a stats tick each second while
 //! anyone listens. Each `/api/live` connection is one receiver. A receiver that falls more
 //! than the channel's capacity behind is disconnected instead of slowing the others.
@@ -18,7 +19,7 @@ use limiter::Layout;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{now_micros, parse_entries, parse_xread};
+use crate::consumer::{now_micros, parse_entries, parse_xread, read_groups};
 use crate::json::{EventJson, StatsTick};
 use crate::keys::StreamId;
 
@@ -68,6 +69,7 @@ impl LiveFeed {
             positions.push(newest_id(redis.next(), stream).await);
         }
         let reader = Reader {
+            groups: read_groups(redis.next().is_clustered(), &streams),
             client: redis.next().clone_new(),
             name: feed.reader_name.clone(),
             streams,
@@ -128,10 +130,17 @@ struct Reader {
     client: Client,
     name: Arc<str>,
     streams: Vec<String>,
+    /// Streams one XREAD may name together (all on one Redis, one slot's on a cluster).
+    groups: Vec<Vec<usize>>,
     positions: Vec<String>,
     tx: broadcast::Sender<LiveMessage>,
     count: u64,
 }
+
+/// How long a read waits for new entries.
+const BLOCK: Duration = Duration::from_secs(1);
+/// How often a cluster's partitions are polled within [`BLOCK`].
+const POLL: Duration = Duration::from_millis(50);
 
 impl Reader {
     async fn run(mut self, shutdown: CancellationToken) {
@@ -141,11 +150,20 @@ impl Reader {
             let step = async {
                 if !named {
                     self.client.wait_for_connect().await?;
-                    let setname = CustomCommand::new_static("CLIENT", None, false);
-                    let _: () = self
-                        .client
-                        .custom(setname, vec!["SETNAME".to_string(), self.name.to_string()])
-                        .await?;
+                    let name = vec!["SETNAME".to_string(), self.name.to_string()];
+                    let setname = || CustomCommand::new_static("CLIENT", None, false);
+                    if self.client.is_clustered() {
+                        // A cluster client holds a connection to every primary: name each.
+                        for server in self.client.active_connections() {
+                            let _: () = self
+                                .client
+                                .with_cluster_node(server)
+                                .custom(setname(), name.clone())
+                                .await?;
+                        }
+                    } else {
+                        let _: () = self.client.custom(setname(), name).await?;
+                    }
                     named = true;
                 }
                 self.read_once().await
@@ -167,19 +185,41 @@ impl Reader {
         let _ = self.client.quit().await;
     }
 
-    async fn read_once(&mut self) -> Result<(), fred::error::Error> {
+    /// XREAD of the streams of `group` from their positions.
+    async fn read_group(
+        &self,
+        group: &[usize],
+        block: Option<u64>,
+    ) -> Result<Vec<(String, Vec<crate::apply::Entry>)>, fred::error::Error> {
+        let streams: Vec<String> = group.iter().map(|i| self.streams[*i].clone()).collect();
+        let positions: Vec<String> = group.iter().map(|i| self.positions[*i].clone()).collect();
         let reply: Value = self
             .client
-            .xread(
-                Some(self.count),
-                Some(1_000),
-                self.streams.clone(),
-                self.positions.clone(),
-            )
+            .xread(Some(self.count), block, streams, positions)
             .await?;
+        parse_xread(reply)
+            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))
+    }
+
+    async fn read_once(&mut self) -> Result<(), fred::error::Error> {
+        let entries = if let [all] = self.groups.as_slice() {
+            self.read_group(all, Some(BLOCK.as_millis() as u64)).await?
+        } else {
+            let deadline = tokio::time::Instant::now() + BLOCK;
+            loop {
+                let reads = futures::future::try_join_all(
+                    self.groups.iter().map(|g| self.read_group(g, None)),
+                )
+                .await?;
+                let entries: Vec<_> = reads.into_iter().flatten().collect();
+                let now = tokio::time::Instant::now();
+                if entries.iter().any(|(_, e)| !e.is_empty()) || now >= deadline {
+                    break entries;
+                }
+                tokio::time::sleep(POLL.min(deadline - now)).await;
+            }
+        };
         let mut batch: Vec<(StreamId, String)> = Vec::new();
-        let entries = parse_xread(reply)
-            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))?;
         for (stream, entries) in entries {
             let Some(i) = self.streams.iter().position(|s| *s == stream) else {
                 continue;

@@ -79,18 +79,33 @@ impl SseReader {
     }
 }
 
-async fn connections_named(pool: &fred::clients::Pool, name: &str) -> usize {
-    let list: String = pool
-        .next()
-        .custom(
-            CustomCommand::new_static("CLIENT", None, false),
-            vec!["LIST"],
-        )
-        .await
-        .unwrap();
-    list.lines()
-        .filter(|l| l.split(' ').any(|f| f == format!("name={name}")))
-        .count()
+/// Connections named `name`, per node (every primary of a cluster, where a reader holds one
+/// connection to each).
+async fn connections_named(pool: &fred::clients::Pool, name: &str) -> Vec<usize> {
+    let redis = pool.next();
+    let list = || CustomCommand::new_static("CLIENT", None, false);
+    let lists: Vec<String> = if redis.is_clustered() {
+        let mut lists = Vec::new();
+        for server in redis.active_connections() {
+            let one: String = redis
+                .with_cluster_node(server)
+                .custom(list(), vec!["LIST"])
+                .await
+                .unwrap();
+            lists.push(one);
+        }
+        lists
+    } else {
+        vec![redis.custom(list(), vec!["LIST"]).await.unwrap()]
+    };
+    lists
+        .iter()
+        .map(|list| {
+            list.lines()
+                .filter(|l| l.split(' ').any(|f| f == format!("name={name}")))
+                .count()
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -166,7 +181,8 @@ async fn two_hundred_sse_clients_share_one_redis_reader() {
     }
     // One reader task and one named Redis connection, however many browsers listen.
     assert_eq!(live.reader_tasks(), 1);
-    assert_eq!(connections_named(&pool, live.reader_name()).await, 1);
+    let named = connections_named(&pool, live.reader_name()).await;
+    assert!(named.iter().all(|n| *n == 1), "{named:?}");
 
     // Every client also gets the stats tick, computed once per second for all of them.
     let (event, data) = loop {
@@ -190,7 +206,8 @@ async fn two_hundred_sse_clients_share_one_redis_reader() {
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(live.reader_tasks(), 0, "shutdown stops the reader");
-    assert_eq!(connections_named(&pool, live.reader_name()).await, 0);
+    let named = connections_named(&pool, live.reader_name()).await;
+    assert!(named.iter().all(|n| *n == 0), "{named:?}");
     drop_namespace(pool.next(), &layout).await;
 }
 

@@ -4,7 +4,10 @@
 //! key space of destination numbers, then, in the same run, drives the very same Lua script
 //! straight at Redis (EVALSHA through `RateLimiter`, same concurrency, same key space), and
 //! prints both with the API's throughput as a ratio of the Redis-only baseline. Without
-//! `--url` it starts an ingest server in this process on a free port with a fresh namespace.
+//! `--url` it starts an ingest server in this process on a free port with a fresh namespace;
+//! with several (`--url http://a,http://b`) the connections are spread over them evenly, to
+//! measure ingest replicas side by side. `REDIS_URL` may name a Redis Cluster; `--partitions`
+//! spreads the key space over that many streams (and so over the cluster's primaries).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -40,9 +43,10 @@ pub enum Mode {
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "api")]
     pub mode: Mode,
-    /// A running smsgate; without it an ingest server is started in this process.
-    #[arg(long)]
-    pub url: Option<String>,
+    /// Running smsgate ingest servers, comma-separated; without one an ingest server is
+    /// started in this process.
+    #[arg(long, value_delimiter = ',')]
+    pub url: Vec<String>,
     #[arg(long, short = 'c', default_value_t = 64)]
     pub connections: usize,
     /// Seconds per phase.
@@ -68,6 +72,9 @@ pub struct BenchArgs {
     /// Replay mode: keep the scratch database (its name is printed), to time the CLI against it.
     #[arg(long)]
     pub keep: bool,
+    /// Streams the clients are spread over (the script phase, and the in-process server).
+    #[arg(long, env = "SMSGATE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub partitions: u16,
 }
 
 /// What one phase measured.
@@ -125,10 +132,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return replay_phase(&args).await;
     }
     let namespace = format!("bench-{}", uuid_suffix());
-    let layout = Layout::new(namespace.clone(), 1);
+    let layout = Layout::new(namespace.clone(), args.partitions);
     println!(
-        "smsgate bench: {} connections, {} s per phase, {} keys, policy {}",
-        args.connections, args.duration, args.keys, args.limits
+        "smsgate bench: {} connections, {} s per phase, {} keys, policy {}, {} partition(s), redis {}",
+        args.connections, args.duration, args.keys, args.limits, args.partitions, args.redis_url
     );
     println!(
         "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
@@ -136,22 +143,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let duration = Duration::from_secs(args.duration);
     let api = if args.mode == Mode::Api {
-        let (addr, server) = match &args.url {
-            Some(url) => (parse_addr(url)?, None),
-            None => {
+        let (addrs, server) = match args.url.as_slice() {
+            [] => {
                 let mut settings = Settings::defaults();
                 settings.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
                 settings.redis_url = args.redis_url.clone();
                 settings.namespace = format!("{namespace}-api");
                 settings.limits = args.limits.clone();
+                settings.partitions = args.partitions;
                 let app = App::build(settings, Roles::INGEST).await?;
                 let addr = app.local_addr();
                 let stop = app.shutdown_token();
                 tokio::spawn(app.run_until_stopped(std::future::pending()));
-                (addr, Some(stop))
+                (vec![addr], Some(stop))
             }
+            urls => (
+                urls.iter()
+                    .map(|u| parse_addr(u))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                None,
+            ),
         };
-        let report = http_phase(addr, args.connections, duration, args.keys).await?;
+        let report = http_phase(&addrs, args.connections, duration, args.keys).await?;
         println!("{}", report.line("api"));
         if let Some(stop) = server {
             stop.cancel();
@@ -252,8 +265,9 @@ fn number(key: u32) -> String {
     format!("+14152{:06}", key % 1_000_000)
 }
 
+/// `connections` workers spread round-robin over `addrs`.
 async fn http_phase(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     connections: usize,
     duration: Duration,
     keys: u32,
@@ -261,7 +275,7 @@ async fn http_phase(
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(http_worker(addr, deadline, keys)))
+        .map(|i| tokio::spawn(http_worker(addrs[i % addrs.len()], deadline, keys)))
         .collect();
     let mut total = PhaseReport::default();
     for worker in workers {

@@ -46,7 +46,7 @@ async fn two_hundred_concurrent_requests_for_one_client_admit_exactly_three() {
 
 #[tokio::test]
 async fn fifty_clients_at_once_are_admitted_exactly_three_each() {
-    let app = TestApp::spawn(Roles::INGEST, |s| s.partitions = 4).await;
+    let app = TestApp::spawn(Roles::INGEST, |s| s.partitions = support::partitions(4)).await;
     let numbers: Vec<String> = (0..50)
         .map(|i| format!("+1415555{:04}", 2000 + i))
         .collect();

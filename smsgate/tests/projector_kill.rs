@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,12 +22,20 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Two partitions, or `SMSGATE_TEST_PARTITIONS` when set (e.g. 16 on a Redis Cluster).
+fn partitions() -> u16 {
+    std::env::var("SMSGATE_TEST_PARTITIONS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2)
+}
+
 fn spawn_projector(namespace: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .arg("projector")
         .env("REDIS_URL", redis_url())
         .env("SMSGATE_NAMESPACE", namespace)
-        .env("SMSGATE_PARTITIONS", "2")
+        .env("SMSGATE_PARTITIONS", partitions().to_string())
         .env("SMSGATE_LIMITS", POLICY)
         .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
@@ -74,7 +84,7 @@ async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly
         .await
         .unwrap();
     let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
-    let layout = Layout::new(namespace.clone(), 2);
+    let layout = Layout::new(namespace.clone(), partitions());
     let limiter = Arc::new(RateLimiter::new(
         Policy::parse(POLICY).unwrap(),
         layout.clone(),
@@ -211,4 +221,5 @@ async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly
         .map(|(to, r)| json!({"to": to, "rejections": r}))
         .collect();
     assert_eq!(s["top_numbers"], Value::Array(numbers));
+    support::drop_namespace(pool.next(), &namespace).await;
 }

@@ -1,5 +1,6 @@
 //! Shared by the projector's integration tests: a real Redis (`REDIS_URL`, default
-//! 127.0.0.1:6379), a fresh namespace per test, real events decided by the limiter's script,
+//! 127.0.0.1:6379, or a Redis Cluster as `redis-cluster://…`), a fresh namespace per test
+//! (tests written for several partitions use `SMSGATE_TEST_PARTITIONS` of them when set), real events decided by the limiter's script,
 //! and a pure-Rust model of every projection to hold the API to.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::{Client, Pool};
-use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, StreamsInterface};
+use fred::types::CustomCommand;
 use limiter::model::Model;
 use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
 use projector::{Projector, ProjectorConfig, StreamId};
@@ -34,7 +36,17 @@ pub async fn redis() -> Pool {
     pool
 }
 
+/// `default`, or `SMSGATE_TEST_PARTITIONS` for a test written for several partitions.
+pub fn partitions(default: u16) -> u16 {
+    let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
+    match configured.and_then(|p| p.parse().ok()) {
+        Some(n) if default > 1 => n,
+        _ => default,
+    }
+}
+
 pub fn layout(partitions: u16) -> Layout {
+    let partitions = self::partitions(partitions);
     Layout::new(
         format!("test-{}", uuid::Uuid::now_v7().simple()),
         partitions,
@@ -122,18 +134,30 @@ pub async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(u16, StreamI
     all
 }
 
+/// Deletes the namespace's keys, found with KEYS on every primary of a cluster.
 pub async fn drop_namespace(redis: &Client, layout: &Layout) {
-    let keys: Vec<String> = redis
-        .eval(
-            "return redis.call('KEYS', ARGV[1])",
-            Vec::<String>::new(),
-            vec![format!("{}:*", layout.namespace())],
-        )
-        .await
-        .unwrap_or_default();
-    for key in keys {
+    for key in namespace_keys(redis, layout).await {
         let _: () = redis.del(key).await.unwrap_or(());
     }
+}
+
+/// Every key of the namespace, from every primary of a cluster.
+pub async fn namespace_keys(redis: &Client, layout: &Layout) -> Vec<String> {
+    let pattern = vec![format!("{}:*", layout.namespace())];
+    let command = || CustomCommand::new_static("KEYS", None, false);
+    if !redis.is_clustered() {
+        return redis.custom(command(), pattern).await.unwrap_or_default();
+    }
+    let mut keys = Vec::new();
+    for server in redis.active_connections() {
+        let found: Vec<String> = redis
+            .with_cluster_node(server)
+            .custom(command(), pattern.clone())
+            .await
+            .unwrap_or_default();
+        keys.extend(found);
+    }
+    keys
 }
 
 pub fn rfc3339_micros(at_us: i64) -> String {

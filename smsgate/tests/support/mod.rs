@@ -1,5 +1,7 @@
-//! Shared test harness: a real smsgate `App` on a free port with a fresh Redis namespace, a
-//! private redis-server that tests may kill, and readers for the event stream.
+//! Shared test harness: a real smsgate `App` on a free port with a fresh Redis namespace (on
+//! `REDIS_URL`, one Redis or a Redis Cluster), a private redis-server that tests may kill, and
+//! readers for the event stream. Tests written for several partitions use
+//! `SMSGATE_TEST_PARTITIONS` of them when set.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -7,8 +9,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fred::clients::Client;
 use fred::clients::Pool;
-use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, StreamsInterface};
+use fred::types::CustomCommand;
 use fred::types::streams::XReadResponse;
 use limiter::{Event, Layout, codec};
 use smsgate::{App, Roles, Settings};
@@ -22,6 +26,58 @@ pub fn redis_url() -> String {
 pub fn database_server_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis Cluster of the cluster tests (`SMSGATE_CLUSTER_URL`, set by `scripts/test` from
+/// `scripts/cluster.sh start`), or `None` with the reason printed: those tests then pass
+/// without checking anything, which the output says.
+pub fn cluster_url() -> Option<String> {
+    let url = std::env::var("SMSGATE_CLUSTER_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "SKIPPED: SMSGATE_CLUSTER_URL is not set; start a cluster with `scripts/cluster.sh start DIR` and set it to the URL printed"
+        );
+    }
+    url
+}
+
+/// `default`, or `SMSGATE_TEST_PARTITIONS` for a test written for several partitions.
+pub fn partitions(default: u16) -> u16 {
+    let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
+    match configured.and_then(|p| p.parse().ok()) {
+        Some(n) if default > 1 => n,
+        _ => default,
+    }
+}
+
+/// Every key matching `pattern`, from every primary of a cluster.
+pub async fn keys_matching(redis: &Client, pattern: &str) -> Vec<String> {
+    let command = || CustomCommand::new_static("KEYS", None, false);
+    if !redis.is_clustered() {
+        return redis
+            .custom(command(), vec![pattern])
+            .await
+            .unwrap_or_default();
+    }
+    let mut keys = Vec::new();
+    for server in redis.active_connections() {
+        let found: Vec<String> = redis
+            .with_cluster_node(server)
+            .custom(command(), vec![pattern])
+            .await
+            .unwrap_or_default();
+        keys.extend(found);
+    }
+    keys
+}
+
+/// Deletes every key of `namespace`.
+pub async fn drop_namespace(redis: &Client, namespace: &str) {
+    for key in keys_matching(redis, &format!("{namespace}:*")).await {
+        let _: () = redis.del(key).await.unwrap_or(());
+    }
 }
 
 pub struct TestApp {
@@ -116,18 +172,7 @@ impl TestApp {
             let _ = archiver::store::drop_database(&options).await;
         }
         let pool = self.redis().await;
-        let keys: Vec<String> = pool
-            .next()
-            .eval(
-                "return redis.call('KEYS', ARGV[1])",
-                Vec::<String>::new(),
-                vec![format!("{}:*", self.settings.namespace)],
-            )
-            .await
-            .unwrap_or_default();
-        for key in keys {
-            let _: () = pool.next().del(key).await.unwrap_or(());
-        }
+        drop_namespace(pool.next(), &self.settings.namespace).await;
     }
 }
 
