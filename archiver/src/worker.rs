@@ -169,7 +169,18 @@ impl Archiver {
             if shutdown.is_cancelled() {
                 return false;
             }
-            match self.try_process_batch().await {
+            let step = self.try_process_batch();
+            tokio::pin!(step);
+            let result = loop {
+                tokio::select! {
+                    result = &mut step => break result,
+                    // Postgres can hang a batch for its whole timeout; the lag must still show.
+                    () = tokio::time::sleep(self.config.backlog_check) => {
+                        let _ = self.measure().await;
+                    }
+                }
+            };
+            match result {
                 Ok(Outcome::Idle) => return true,
                 Ok(Outcome::Archived { .. }) => backoff = self.config.retry_min,
                 Err(e) => {
@@ -543,9 +554,12 @@ impl Archiver {
             measured.push(streams::maintain(redis, &stream, false).await?);
         }
         let backlog = measured.iter().map(StreamState::lag).sum();
-        let mut state = self.state.lock().await;
-        state.streams = measured;
-        publish(&state.streams);
+        publish(&measured);
+        // A batch in progress holds the state (and will store its own measurement): never wait
+        // for it, or a batch stuck on Postgres would freeze the lag metrics.
+        if let Ok(mut state) = self.state.try_lock() {
+            state.streams = measured;
+        }
         Ok(backlog)
     }
 
