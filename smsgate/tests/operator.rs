@@ -68,8 +68,25 @@ async fn every_operator_route_needs_the_token_when_one_is_configured() {
         .await
         .unwrap();
     assert_eq!(stats.status(), StatusCode::OK);
-    // Health and metrics stay open for orchestrators and Prometheus.
-    for open in ["/healthz", "/readyz", "/metrics"] {
+    // Health and metrics stay open for orchestrators and Prometheus. Readiness waits for the
+    // archive database, which the archiver creates in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for open in ["/healthz", "/metrics"] {
         assert_eq!(
             app.http.get(app.url(open)).send().await.unwrap().status(),
             StatusCode::OK,
