@@ -47,7 +47,14 @@ pub struct Env {
 }
 
 impl Env {
+    /// `partitions`, or `SMSGATE_TEST_PARTITIONS` for a test written for several (the
+    /// cluster run sets 16).
     pub async fn new(partitions: u16) -> Self {
+        let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
+        let partitions = match configured.and_then(|p| p.parse().ok()) {
+            Some(n) if partitions > 1 => n,
+            _ => partitions,
+        };
         Self::on(&database_server_url(), partitions).await
     }
 
