@@ -28,7 +28,7 @@ use sqlx::PgPool;
 
 use crate::error::ArchiverError;
 use crate::history::{self, Bucket};
-use crate::json::EventJson;
+use crate::json::{EventJson, event_json};
 use crate::replay::{Filter, Replay, ReplayOptions};
 
 /// What the archive routes read from.
@@ -252,6 +252,6 @@ async fn get_audit(
         }
         newest.push_back(item);
     }
-    let events: Vec<EventJson<'_>> = newest.iter().map(EventJson::from).collect();
+    let events: Vec<EventJson<'_>> = newest.iter().map(event_json).collect();
     Ok(Json(serde_json::json!({ "events": events })).into_response())
 }

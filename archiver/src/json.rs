@@ -2,58 +2,14 @@
 //! (plus `partition` and `policy`, which replay and audit need), and the readable table line.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use limiter::Outcome;
-use serde::Serialize;
 
 use crate::replay::Replayed;
 
-/// RFC 3339 UTC with microseconds, e.g. `2026-11-28T07:00:00.123456Z`.
-pub fn rfc3339_micros(at_us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(at_us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+pub use limiter::json::{EventJson, rfc3339_micros};
 
-/// One event as JSON: the shape the dashboard reads, and one line of `smsgate replay`.
-#[derive(Debug, Serialize)]
-pub struct EventJson<'a> {
-    pub id: String,
-    pub stream_id: String,
-    pub partition: u16,
-    pub at: String,
-    pub ip: IpAddr,
-    pub to: &'a str,
-    pub from: Option<&'a str>,
-    pub message: &'a str,
-    pub segments: u32,
-    pub outcome: Outcome,
-    pub violated: &'a [String],
-    pub retry_after: u64,
-    pub policy: &'a str,
-}
-
-impl<'a> From<&'a Replayed> for EventJson<'a> {
-    fn from(item: &'a Replayed) -> Self {
-        let e = &item.event;
-        Self {
-            id: e.id.to_string(),
-            stream_id: item.stream_id.to_string(),
-            partition: item.partition,
-            at: rfc3339_micros(e.at_us),
-            ip: e.ip,
-            to: &e.to,
-            from: e.from.as_deref(),
-            message: &e.message,
-            segments: e.segments,
-            outcome: e.outcome,
-            violated: &e.violated,
-            retry_after: e.retry_after,
-            policy: &e.policy,
-        }
-    }
+/// One replayed event as JSON, with the partition and policy replay and audit need.
+pub fn event_json(item: &Replayed) -> EventJson<'_> {
+    EventJson::new(item.stream_id, &item.event).with_provenance(item.partition, &item.event)
 }
 
 /// The header of [`table_line`].

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::audit::Auditor;
 use crate::error::ArchiverError;
-use crate::json::EventJson;
+use crate::json::event_json;
 use crate::replay::{Replay, ReplayOptions};
 
 /// The figures of one run.
@@ -99,7 +99,7 @@ pub async fn run(
     let mut sink = std::io::BufWriter::new(std::io::sink());
     let mut replayed = 0_u64;
     while let Some(item) = replay.next().await? {
-        serde_json::to_writer(&mut sink, &EventJson::from(&item))
+        serde_json::to_writer(&mut sink, &event_json(&item))
             .map_err(|e| ArchiverError::Reply(e.to_string()))?;
         let _ = sink.write_all(b"\n");
         replayed += 1;

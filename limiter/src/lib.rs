@@ -9,6 +9,7 @@
 //! - [`policy`]: `Policy` and `Window`, parsed from `SMSGATE_LIMITS` (`3/1m,10/1d`).
 //! - [`event`]: the `Event` recorded for every decision, and its `Outcome`.
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
+//! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the policy, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod connection;
 pub mod event;
 pub mod gate;
+pub mod json;
 pub mod layout;
 pub mod model;
 pub mod policy;

@@ -4,57 +4,18 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use limiter::{Event, Outcome, Policy};
+use limiter::Policy;
 use serde::Serialize;
 
-use crate::keys::StreamId;
 use crate::read::{Counts, EventPage, Top, Totals, WindowUsage};
 
-/// RFC 3339 UTC with microseconds, e.g. `2026-11-28T07:00:00.123456Z`.
-pub fn rfc3339_micros(at_us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(at_us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+pub use limiter::json::{EventJson, rfc3339_micros};
 
 /// RFC 3339 UTC in whole seconds, e.g. `2026-11-28T07:00:00Z`.
 pub fn rfc3339_secs(secs: i64) -> String {
     DateTime::<Utc>::from_timestamp(secs, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-#[derive(Debug, Serialize)]
-pub struct EventJson<'a> {
-    pub id: String,
-    pub stream_id: String,
-    pub at: String,
-    pub ip: IpAddr,
-    pub to: &'a str,
-    pub from: Option<&'a str>,
-    pub message: &'a str,
-    pub segments: u32,
-    pub outcome: Outcome,
-    pub violated: &'a [String],
-    pub retry_after: u64,
-}
-
-impl<'a> EventJson<'a> {
-    pub fn new(stream_id: StreamId, event: &'a Event) -> Self {
-        Self {
-            id: event.id.to_string(),
-            stream_id: stream_id.to_string(),
-            at: rfc3339_micros(event.at_us),
-            ip: event.ip,
-            to: &event.to,
-            from: event.from.as_deref(),
-            message: &event.message,
-            segments: event.segments,
-            outcome: event.outcome,
-            violated: &event.violated,
-            retry_after: event.retry_after,
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use archiver::audit::{Auditor, WhatIf};
-use archiver::json::{EventJson, table_header, table_line};
+use archiver::json::{event_json, table_header, table_line};
 use archiver::replay::{Filter, Replay, ReplayOptions};
 use clap::{Args, ValueEnum};
 use fred::clients::Pool;
@@ -154,7 +154,7 @@ pub async fn replay(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()
         line.clear();
         match args.format {
             Format::Json => {
-                line = serde_json::to_string(&EventJson::from(&item))?;
+                line = serde_json::to_string(&event_json(&item))?;
             }
             Format::Table => table_line(&item, &mut line),
         }

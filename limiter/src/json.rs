@@ -1,0 +1,64 @@
+//! The JSON view of an [`Event`] that operators read (`docs/operator-api.md`): the dashboard's
+//! API and live feed, replay's JSON lines and the audit endpoint all print this one shape.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::event::{Event, Outcome};
+
+/// RFC 3339 UTC with microseconds, e.g. `2026-11-28T07:00:00.123456Z`.
+pub fn rfc3339_micros(at_us: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(at_us)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One event as JSON, borrowing from the event.
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    pub id: String,
+    pub stream_id: String,
+    /// Replay and audit say where the event stood; the live views leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u16>,
+    pub at: String,
+    pub ip: IpAddr,
+    pub to: &'a str,
+    pub from: Option<&'a str>,
+    pub message: &'a str,
+    pub segments: u32,
+    pub outcome: Outcome,
+    pub violated: &'a [String],
+    pub retry_after: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'a str>,
+}
+
+impl<'a> EventJson<'a> {
+    pub fn new(stream_id: impl ToString, event: &'a Event) -> Self {
+        Self {
+            id: event.id.to_string(),
+            stream_id: stream_id.to_string(),
+            partition: None,
+            at: rfc3339_micros(event.at_us),
+            ip: event.ip,
+            to: &event.to,
+            from: event.from.as_deref(),
+            message: &event.message,
+            segments: event.segments,
+            outcome: event.outcome,
+            violated: &event.violated,
+            retry_after: event.retry_after,
+            policy: None,
+        }
+    }
+
+    /// Adds the partition and the policy in force, for replay and audit.
+    pub fn with_provenance(mut self, partition: u16, event: &'a Event) -> Self {
+        self.partition = Some(partition);
+        self.policy = Some(&event.policy);
+        self
+    }
+}
