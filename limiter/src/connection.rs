@@ -10,10 +10,11 @@
 
 use std::time::Duration;
 
-use fred::clients::Pool;
-use fred::interfaces::ClientLike;
-use fred::types::Builder;
+use fred::clients::{Client, Pool};
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::config::Server;
 use fred::types::config::{ClusterDiscoveryPolicy, Config, ReconnectPolicy, ServerConfig};
+use fred::types::{Builder, CustomCommand};
 
 /// How long one command may take before it fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,6 +89,44 @@ pub fn cluster_url(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+/// Deletes every key of `namespace` (`<namespace>:*`) on every primary, with `SCAN` so a busy
+/// Redis is never blocked. For test and benchmark namespaces; returns how many keys went.
+pub async fn drop_namespace(redis: &Client, namespace: &str) -> Result<usize, fred::error::Error> {
+    let pattern = format!("{namespace}:*");
+    let nodes: Vec<Option<Server>> = if redis.is_clustered() {
+        redis.active_connections().into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut dropped = 0;
+    for node in nodes {
+        let mut cursor = "0".to_owned();
+        loop {
+            let scan = CustomCommand::new_static("SCAN", None, false);
+            let args = vec![
+                cursor.clone(),
+                "MATCH".into(),
+                pattern.clone(),
+                "COUNT".into(),
+                "1000".into(),
+            ];
+            let (next, keys): (String, Vec<String>) = match &node {
+                Some(server) => redis.with_cluster_node(server).custom(scan, args).await?,
+                None => redis.custom(scan, args).await?,
+            };
+            for key in keys {
+                // One key per command: on a cluster the keys of one page span slots.
+                dropped += redis.unlink::<usize, _>(key).await?;
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(dropped)
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, StreamsInterface};
-use fred::types::CustomCommand;
+use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
 use fred::types::streams::XReadResponse;
 use limiter::model::Model;
 use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
@@ -90,24 +89,7 @@ async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(String, Event)> 
 
 /// Deletes the namespace's keys, found with KEYS on every primary of a cluster.
 async fn drop_namespace(redis: &Client, layout: &Layout) {
-    let pattern = vec![format!("{}:*", layout.namespace())];
-    let command = || CustomCommand::new_static("KEYS", None, false);
-    let mut keys: Vec<String> = Vec::new();
-    if redis.is_clustered() {
-        for server in redis.active_connections() {
-            let found: Vec<String> = redis
-                .with_cluster_node(server)
-                .custom(command(), pattern.clone())
-                .await
-                .unwrap_or_default();
-            keys.extend(found);
-        }
-    } else {
-        keys = redis.custom(command(), pattern).await.unwrap_or_default();
-    }
-    for key in keys {
-        let _: () = redis.del(key).await.unwrap_or(());
-    }
+    let _ = limiter::connection::drop_namespace(redis, layout.namespace()).await;
 }
 
 #[tokio::test]

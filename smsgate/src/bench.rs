@@ -181,6 +181,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             api.per_second() / script.per_second().max(f64::EPSILON)
         );
     }
+    // The run leaves hundreds of thousands of events behind; they are of no further use.
+    let redis = limiter::connection::connect(&args.redis_url, 1, Duration::from_secs(5)).await?;
+    for ns in [namespace.clone(), format!("{namespace}-api")] {
+        limiter::connection::drop_namespace(redis.next(), &ns).await?;
+    }
     Ok(())
 }
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, KeysInterface, StreamsInterface};
-use fred::types::CustomCommand;
+use fred::interfaces::StreamsInterface;
 use limiter::model::Model;
 use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
 use projector::{Projector, ProjectorConfig, StreamId};
@@ -136,28 +135,7 @@ pub async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(u16, StreamI
 
 /// Deletes the namespace's keys, found with KEYS on every primary of a cluster.
 pub async fn drop_namespace(redis: &Client, layout: &Layout) {
-    for key in namespace_keys(redis, layout).await {
-        let _: () = redis.del(key).await.unwrap_or(());
-    }
-}
-
-/// Every key of the namespace, from every primary of a cluster.
-pub async fn namespace_keys(redis: &Client, layout: &Layout) -> Vec<String> {
-    let pattern = vec![format!("{}:*", layout.namespace())];
-    let command = || CustomCommand::new_static("KEYS", None, false);
-    if !redis.is_clustered() {
-        return redis.custom(command(), pattern).await.unwrap_or_default();
-    }
-    let mut keys = Vec::new();
-    for server in redis.active_connections() {
-        let found: Vec<String> = redis
-            .with_cluster_node(server)
-            .custom(command(), pattern.clone())
-            .await
-            .unwrap_or_default();
-        keys.extend(found);
-    }
-    keys
+    let _ = limiter::connection::drop_namespace(redis, layout.namespace()).await;
 }
 
 pub fn rfc3339_micros(at_us: i64) -> String {

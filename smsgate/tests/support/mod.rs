@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use fred::clients::Client;
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, KeysInterface, StreamsInterface};
-use fred::types::CustomCommand;
+use fred::interfaces::StreamsInterface;
 use fred::types::streams::XReadResponse;
 use limiter::{Event, Layout, codec};
 use smsgate::{App, Roles, Settings};
@@ -52,32 +51,9 @@ pub fn partitions(default: u16) -> u16 {
     }
 }
 
-/// Every key matching `pattern`, from every primary of a cluster.
-pub async fn keys_matching(redis: &Client, pattern: &str) -> Vec<String> {
-    let command = || CustomCommand::new_static("KEYS", None, false);
-    if !redis.is_clustered() {
-        return redis
-            .custom(command(), vec![pattern])
-            .await
-            .unwrap_or_default();
-    }
-    let mut keys = Vec::new();
-    for server in redis.active_connections() {
-        let found: Vec<String> = redis
-            .with_cluster_node(server)
-            .custom(command(), vec![pattern])
-            .await
-            .unwrap_or_default();
-        keys.extend(found);
-    }
-    keys
-}
-
-/// Deletes every key of `namespace`.
+/// Deletes every key of `namespace`, on every primary.
 pub async fn drop_namespace(redis: &Client, namespace: &str) {
-    for key in keys_matching(redis, &format!("{namespace}:*")).await {
-        let _: () = redis.del(key).await.unwrap_or(());
-    }
+    let _ = limiter::connection::drop_namespace(redis, namespace).await;
 }
 
 pub struct TestApp {
