@@ -43,6 +43,7 @@ fn config(settings: &Settings) -> anyhow::Result<ArchiverConfig> {
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
     let config = config(&ctx.settings)?;
+    archiver::metrics::register();
     let url = ctx.settings.database_url.clone();
     // Lazy: `/readyz` and the archive routes see Postgres come and go; nothing blocks on it.
     let pg = PgPoolOptions::new()
