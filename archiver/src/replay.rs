@@ -47,6 +47,8 @@ pub const ARCHIVE_PAGE: usize = 5_000;
 pub const STREAM_PAGE: usize = 1_000;
 /// How long one blocking read waits for new entries when following.
 const FOLLOW_BLOCK: Duration = Duration::from_millis(1_000);
+/// How often `--follow` looks for new entries on Redis Cluster, where it cannot block.
+const CLUSTER_POLL: Duration = Duration::from_millis(100);
 /// While following, a partition that had nothing is asked again after this long even when
 /// others keep the reader busy, so a busy partition cannot starve a quiet one.
 const IDLE_RECHECK: Duration = Duration::from_millis(200);
@@ -216,6 +218,12 @@ impl Replay {
 
     /// Blocks until an entry newer than each partition's position arrives, or a while passes.
     async fn wait_for_new(&self, redis: &Client) -> Result<(), ArchiverError> {
+        if redis.is_clustered() {
+            // On Redis Cluster one XREAD cannot name streams of several slots: poll instead
+            // (every partition is asked again with a range read of its own).
+            tokio::time::sleep(CLUSTER_POLL).await;
+            return Ok(());
+        }
         let keys: Vec<String> = self.parts.iter().map(|p| p.stream.clone()).collect();
         let ids: Vec<String> = self
             .parts
