@@ -1,7 +1,8 @@
 //! smsgate scaled out on a real Redis Cluster (`SMSGATE_CLUSTER_URL`, e.g. from
 //! `scripts/cluster.sh start`) with 16 partitions: two ingest processes at once still admit
 //! exactly per client, and two projector processes at once, one of them killed mid-run, project
-//! exactly what the streams hold (the survivor claims the dead one's pending entries).
+//! exactly what the streams hold (the survivor claims the dead one's pending entries), while two
+//! archiver processes at once archive every event exactly once.
 //! Without `SMSGATE_CLUSTER_URL` the tests print why they check nothing.
 
 #![allow(clippy::unwrap_used)]
@@ -126,6 +127,22 @@ fn spawn_projector(url: &str, namespace: &str, port: u16) -> Child {
         .unwrap()
 }
 
+fn spawn_archiver(url: &str, namespace: &str, database_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .arg("archiver")
+        .env("REDIS_URL", url)
+        .env("DATABASE_URL", database_url)
+        .env("SMSGATE_NAMESPACE", namespace)
+        .env("SMSGATE_PARTITIONS", PARTITIONS.to_string())
+        .env("SMSGATE_ARCHIVE_INTERVAL", "1s")
+        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("SMSGATE_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 async fn stats(http: &reqwest::Client, port: u16) -> Option<Value> {
     let response = http
         .get(format!("http://127.0.0.1:{port}/api/stats?minutes=10"))
@@ -150,7 +167,8 @@ async fn pending(redis: &fred::clients::Client, stream: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_projectors_one_killed_mid_run_project_exactly_what_two_ingest_processes_decided() {
+async fn two_projectors_one_killed_and_two_archivers_at_once_handle_exactly_what_two_ingest_processes_decided()
+ {
     let Some(url) = support::cluster_url() else {
         return;
     };
@@ -210,6 +228,12 @@ async fn two_projectors_one_killed_mid_run_project_exactly_what_two_ingest_proce
 
     let events = apps[0].events().await;
     assert_eq!(events.len(), 2_000);
+    // The archivers start once the streams are read here: archiving trims them.
+    let database_url = apps[0].settings.database_url.clone();
+    let mut archivers = [
+        spawn_archiver(&url, &namespace, &database_url, support::free_port()),
+        spawn_archiver(&url, &namespace, &database_url, support::free_port()),
+    ];
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
         if let Some(s) = stats(&http, ports[1]).await
@@ -230,6 +254,42 @@ async fn two_projectors_one_killed_mid_run_project_exactly_what_two_ingest_proce
     for stream in apps[0].layout().streams() {
         assert_eq!(pending(pool.next(), &stream).await, 0, "{stream}");
     }
+    // Both archivers ran at once: every event archived, none twice (the id is the key, so
+    // the row count and the id set say it all).
+    let expected: std::collections::HashSet<String> =
+        events.iter().map(|(_, e)| e.id.to_string()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let archived = loop {
+        let rows: Vec<uuid::Uuid> = match archiver::connect_postgres(&database_url).await {
+            Ok(pg) => {
+                let rows = sqlx::query_scalar("SELECT id FROM sms_events")
+                    .fetch_all(&pg)
+                    .await
+                    .unwrap_or_default();
+                pg.close().await;
+                rows
+            }
+            Err(_) => Vec::new(),
+        };
+        if rows.len() >= expected.len() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "archived {} of {}",
+            rows.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for archiver in &mut archivers {
+        archiver.kill().unwrap();
+        archiver.wait().unwrap();
+    }
+    assert_eq!(archived.len(), expected.len());
+    let archived: std::collections::HashSet<String> =
+        archived.iter().map(ToString::to_string).collect();
+    assert_eq!(archived, expected);
     assert_projections_equal(&s, &events.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
     let apps = std::sync::Arc::into_inner(apps).unwrap();
     let [a, b] = apps;
