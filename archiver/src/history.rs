@@ -66,7 +66,8 @@ WITH counts AS (
     GROUP BY 1
 )
 SELECT s.start, coalesce(c.accepted, 0) AS accepted, coalesce(c.rejected, 0) AS rejected
-FROM generate_series(date_trunc($1, $2, 'UTC'), $3 - interval '1 microsecond', $4::interval) AS s(start)
+-- Buckets stop at now: the future has no volumes to show, not zero ones.
+FROM generate_series(date_trunc($1, $2, 'UTC'), least($3, now()) - interval '1 microsecond', $4::interval) AS s(start)
 LEFT JOIN counts c ON c.start = s.start
 ORDER BY s.start
 "#;

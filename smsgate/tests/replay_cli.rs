@@ -228,6 +228,25 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
     assert_eq!(days["buckets"].as_array().unwrap().len(), 3);
     assert_eq!(days["buckets"][0]["start"], "2020-01-01T00:00:00Z");
     assert_eq!(days["buckets"][0]["accepted"], 0);
+    // A range reaching into the future ends at the current hour, not with zeros for hours to come.
+    let since = (chrono::Utc::now() - chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let until = (chrono::Utc::now() + chrono::Duration::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ahead: Value = get(
+        &format!("/api/history?bucket=hour&since={since}&until={until}"),
+        Some("s3cret"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let last = ahead["buckets"].as_array().unwrap().last().unwrap()["start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let last = chrono::DateTime::parse_from_rfc3339(&last).unwrap();
+    assert!(last <= chrono::Utc::now(), "a bucket in the future: {last}");
 
     let number = "+14155550003";
     let recorded: Vec<String> =
