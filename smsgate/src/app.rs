@@ -111,18 +111,14 @@ impl App {
         }
 
         let token = AdminToken::new(settings.admin_token.clone());
-        if operator.has_routes() {
-            operator = operator.route_layer(from_fn_with_state(token.clone(), auth::require_admin));
-        }
+        operator = operator
+            .merge(health::metrics_router(metrics))
+            .route_layer(from_fn_with_state(token.clone(), auth::require_admin));
         let router = Router::new()
             .merge(public)
             .merge(operator)
             .merge(auth::router(token))
-            .merge(health::router(HealthState {
-                redis,
-                postgres,
-                metrics,
-            }))
+            .merge(health::router(HealthState { redis, postgres }))
             .route("/api/{*rest}", any(|| async { ApiError::NotFound }))
             .route_layer(from_fn(ingest::telemetry::track_http))
             .merge(dashboard::router(&settings.dashboard_dir));

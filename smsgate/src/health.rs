@@ -1,4 +1,7 @@
-//! Liveness, readiness and metrics endpoints, the same on every role.
+//! Liveness, readiness and metrics endpoints, the same on every role. `/metrics` is part of
+//! the operator surface (behind the admin token; Prometheus sends it as a bearer token);
+//! `/healthz` and `/readyz` stay open for load balancers and orchestrators, and say nothing
+//! beyond up or down.
 
 use axum::Router;
 use axum::extract::State;
@@ -16,9 +19,9 @@ pub struct HealthState {
     pub redis: Pool,
     /// Checked too when a role of this process writes or reads Postgres.
     pub postgres: Option<sqlx::PgPool>,
-    pub metrics: PrometheusHandle,
 }
 
+/// `/healthz` and `/readyz`.
 pub fn router(state: HealthState) -> Router {
     Router::new()
         .route(
@@ -26,8 +29,14 @@ pub fn router(state: HealthState) -> Router {
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
         .with_state(state)
+}
+
+/// `/metrics`, for the operator routes.
+pub fn metrics_router(metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
 }
 
 async fn readyz(State(state): State<HealthState>) -> Response {
@@ -51,11 +60,11 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     }
 }
 
-async fn render_metrics(State(state): State<HealthState>) -> Response {
+async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
