@@ -189,16 +189,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--mode archive`: see `archiver::bench`.
-async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
-    let redis = limiter::connection::connect(&args.redis_url, 2, Duration::from_secs(5))
+/// A pool of `size` connections to `url`, or an error when Redis does not answer.
+async fn reachable_redis(url: &str, size: usize) -> anyhow::Result<fred::clients::Pool> {
+    let redis = limiter::connection::connect(url, size, Duration::from_secs(5))
         .await
-        .with_context(|| format!("invalid REDIS_URL {}", args.redis_url))?;
+        .with_context(|| format!("invalid REDIS_URL {url}"))?;
     anyhow::ensure!(
         limiter::connection::is_up(&redis),
-        "redis is not reachable at {}",
-        args.redis_url
+        "redis is not reachable at {url}"
     );
+    Ok(redis)
+}
+
+/// `--mode archive`: see `archiver::bench`.
+async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
+    let redis = reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode archive: {} events", args.events);
     let report =
@@ -223,14 +228,7 @@ async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// `--mode replay`: see `archiver::replay_bench`.
 async fn replay_phase(args: &BenchArgs) -> anyhow::Result<()> {
-    let redis = limiter::connection::connect(&args.redis_url, 2, Duration::from_secs(5))
-        .await
-        .with_context(|| format!("invalid REDIS_URL {}", args.redis_url))?;
-    anyhow::ensure!(
-        limiter::connection::is_up(&redis),
-        "redis is not reachable at {}",
-        args.redis_url
-    );
+    let redis = reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode replay: {} events", args.events);
     let report = archiver::replay_bench::run_in_scratch_database(
@@ -339,12 +337,7 @@ async fn script_phase(
     layout: Layout,
     duration: Duration,
 ) -> anyhow::Result<PhaseReport> {
-    let redis = limiter::connection::connect(&args.redis_url, 4, Duration::from_secs(5)).await?;
-    anyhow::ensure!(
-        limiter::connection::is_up(&redis),
-        "redis is not reachable at {}",
-        args.redis_url
-    );
+    let redis = reachable_redis(&args.redis_url, 4).await?;
     let limiter = Arc::new(RateLimiter::new(args.limits.clone(), layout));
     limiter.load(redis.next()).await?;
     let deadline = Instant::now() + duration;

@@ -5,14 +5,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fred::interfaces::StreamsInterface;
-use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
+use limiter::{Event, Layout, Policy, RateLimiter, SmsRequest, codec};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -168,55 +168,9 @@ async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let now_us = chrono::DateTime::parse_from_rfc3339(s["now"].as_str().unwrap())
-        .unwrap()
-        .timestamp_micros();
-    let in_minutes =
-        |e: &Event, from: i64, to: i64| (from..=to).contains(&e.at_us.div_euclid(60_000_000));
-    let count = |pred: &dyn Fn(&Event) -> bool| {
-        let (mut a, mut r) = (0, 0);
-        for (_, _, e) in events.iter().filter(|(_, _, e)| pred(e)) {
-            if e.outcome == Outcome::Accepted {
-                a += 1
-            } else {
-                r += 1
-            }
-        }
-        json!({"accepted": a, "rejected": r})
-    };
-    let (sec, min, day) = (
-        now_us.div_euclid(1_000_000),
-        now_us.div_euclid(60_000_000),
-        now_us.div_euclid(86_400_000_000),
-    );
-    assert_eq!(
-        s["totals"]["today"],
-        count(&|e| e.at_us.div_euclid(86_400_000_000) == day)
-    );
-    assert_eq!(
-        s["totals"]["last_hour"],
-        count(&|e| in_minutes(e, min - 59, min))
-    );
-    assert_eq!(
-        s["totals"]["last_minute"],
-        count(&|e| (sec - 59..=sec).contains(&e.at_us.div_euclid(1_000_000)))
-    );
-    let series: Vec<Value> = (min - 9..=min)
-        .map(|m| {
-            let c = count(&|e| in_minutes(e, m, m));
-            json!({"minute": projector::json::rfc3339_secs(m * 60), "accepted": c["accepted"], "rejected": c["rejected"]})
-        })
-        .collect();
-    assert_eq!(s["per_minute"], Value::Array(series));
-    let mut numbers: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, _, e) in &events {
-        if e.outcome == Outcome::Rejected && in_minutes(e, min - 59, min) {
-            *numbers.entry(e.to.clone()).or_default() += 1;
-        }
-    }
-    let mut numbers: Vec<_> = numbers.into_iter().collect();
-    numbers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let numbers: Vec<Value> = numbers
+    let events: Vec<&Event> = events.iter().map(|(_, _, e)| e).collect();
+    support::projections::assert_totals_and_series_equal(&s, &events);
+    let numbers: Vec<Value> = support::projections::rejections_by_number_last_hour(&s, &events)
         .into_iter()
         .map(|(to, r)| json!({"to": to, "rejections": r}))
         .collect();
