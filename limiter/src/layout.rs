@@ -117,12 +117,32 @@ mod tests {
     }
 
     #[test]
-    fn partitions_are_stable_and_spread() {
-        let layout = Layout::new("t", 16);
-        // FNV-1a test vector: the partition function must never change silently.
+    fn partitions_are_pinned_values_of_the_whole_function() {
+        // Computed outside this crate (FNV-1a 64 then fmix64, in Python): moving any client to
+        // another partition is a migration, so these must never change silently.
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fmix64(fnv1a64(b"a")), 0x82a2_a958_a9be_ce5b);
+        let pinned = [
+            ("198.51.100.1|+14155550123", 5, 1, 1),
+            ("2001:db8::7|+447700900123", 8, 0, 1),
+            ("10.0.0.1|+14155550001", 11, 3, 2),
+            ("203.0.113.9|+4915112345678", 4, 0, 0),
+            ("", 6, 2, 2),
+        ];
+        for (key, of16, of4, of3) in pinned {
+            assert_eq!(Layout::new("t", 16).partition_of(key), of16, "{key:?} of 16");
+            assert_eq!(Layout::new("t", 4).partition_of(key), of4, "{key:?} of 4");
+            assert_eq!(Layout::new("t", 3).partition_of(key), of3, "{key:?} of 3");
+            assert_eq!(Layout::new("t", 1).partition_of(key), 0);
+        }
+        // The key ingest builds is the one pinned above.
         let key = client_key(&"198.51.100.1".parse().unwrap(), "+14155550123");
-        assert_eq!(layout.partition_of(&key), layout.partition_of(&key));
+        assert_eq!(key, "198.51.100.1|+14155550123");
+    }
+
+    #[test]
+    fn partitions_spread_similar_keys() {
+        let layout = Layout::new("t", 16);
         let used: std::collections::HashSet<_> = (0..1000)
             .map(|i| layout.partition_of(&format!("10.0.0.{i}|+1415555{i:04}")))
             .collect();
