@@ -3,6 +3,10 @@
 //! `/healthz` and `/readyz` stay open for load balancers and orchestrators, and say nothing
 //! beyond up or down.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -39,24 +43,36 @@ pub fn metrics_router(metrics: PrometheusHandle) -> Router {
         .with_state(metrics)
 }
 
+/// How long `/readyz` waits for each dependency. Probes commonly time out after 1 s; a
+/// dependency that has not answered by then counts as down, rather than the probe waiting on a
+/// pool's acquire timeout (Postgres: 5 s) and getting no answer at all.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
 async fn readyz(State(state): State<HealthState>) -> Response {
-    let redis = match state.redis.next_connected().ping::<String>(None).await {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => e.to_string(),
+    let redis = check(state.redis.next_connected().ping::<String>(None));
+    let postgres = async {
+        match &state.postgres {
+            None => None,
+            Some(pool) => Some(check(sqlx::query("SELECT 1").execute(pool)).await),
+        }
     };
-    let postgres = match &state.postgres {
-        None => None,
-        Some(pool) => Some(match sqlx::query("SELECT 1").execute(pool).await {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => e.to_string(),
-        }),
-    };
+    // Both at once, so the answer comes within one timeout even with both down.
+    let (redis, postgres) = tokio::join!(redis, postgres);
     let ready = redis == "ok" && postgres.as_deref().is_none_or(|p| p == "ok");
     if ready {
         axum::Json(json!({"status": "ready", "redis": redis, "postgres": postgres})).into_response()
     } else {
         tracing::warn!(%redis, ?postgres, "not ready");
         ApiError::Unavailable { retry_after: 1 }.into_response()
+    }
+}
+
+/// `"ok"`, or why the dependency is not ready (its error, or no answer in time).
+async fn check<T, E: Display>(probe: impl Future<Output = Result<T, E>>) -> String {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(_)) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {CHECK_TIMEOUT:?}"),
     }
 }
 

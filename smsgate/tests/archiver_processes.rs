@@ -7,7 +7,7 @@
 mod archiver_support;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use archiver_support::{Env, Process, counts, eventually, free_port, pg_server::PgServer};
 
@@ -122,27 +122,50 @@ async fn through_a_postgres_outage_ingest_serves_nothing_is_trimmed_and_nothing_
     .await;
     pg.close().await;
 
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let ready = http.get(&readyz).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready before the outage");
+
     server.stop();
     for i in 200..800 {
         ids.insert(send(i).await);
     }
-    // Give the archiver several intervals to (fail to) archive.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(env.xlen().await >= 600, "nothing unarchived is trimmed");
-    let lag = metric(&http, port, "smsgate_archiver_lag_entries")
+    // A probe with a 1 s timeout gets its answer: not ready, within the second, although the
+    // Postgres pool would wait 5 s for a connection.
+    let started = Instant::now();
+    let probe = http
+        .get(&readyz)
+        .timeout(Duration::from_secs(1))
+        .send()
         .await
-        .unwrap();
-    assert!(lag >= 600.0, "the lag metric shows the backlog: {lag}");
-    // A connection attempt to a stopped server can take the pool's whole acquire timeout
-    // (5 s) to fail, so the first error is counted some seconds into the outage.
+        .expect("/readyz answers within 1 s with Postgres down");
+    assert_eq!(probe.status(), 503, "not ready without Postgres");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(probe.headers()["retry-after"], "1");
+
+    // The archiver has tried (and failed) twice since the outage began: a connection attempt
+    // to a stopped server can take the pool's whole acquire timeout (5 s) to fail.
+    let errors = || async {
+        metric(&http, port, "smsgate_archiver_postgres_errors_total")
+            .await
+            .unwrap_or(0.0)
+    };
+    let before = errors().await;
     eventually(
-        Duration::from_secs(20),
-        "postgres errors are counted",
+        Duration::from_secs(30),
+        "two more archive attempts fail",
+        || async { errors().await >= before + 2.0 },
+    )
+    .await;
+    // Only now is the absence of trimming evidence: the archiver ran and kept everything.
+    assert!(env.xlen().await >= 600, "nothing unarchived is trimmed");
+    eventually(
+        Duration::from_secs(10),
+        "the lag metric shows the backlog",
         || async {
-            metric(&http, port, "smsgate_archiver_postgres_errors_total")
+            metric(&http, port, "smsgate_archiver_lag_entries")
                 .await
-                .unwrap_or(0.0)
-                >= 1.0
+                .is_some_and(|lag| lag >= 600.0)
         },
     )
     .await;
