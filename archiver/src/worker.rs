@@ -152,12 +152,15 @@ impl Archiver {
                 if now >= next_drain {
                     break;
                 }
-                match self.measure().await {
-                    Ok(backlog) if backlog >= config.backlog_threshold => {
-                        tracing::info!(backlog, "archive backlog over threshold, draining early");
+                match self.backlog_due().await {
+                    Ok(true) => {
+                        tracing::info!(
+                            threshold = config.backlog_threshold,
+                            "archive backlog over threshold, draining early"
+                        );
                         break;
                     }
-                    Ok(_) => {}
+                    Ok(false) => {}
                     Err(e) => tracing::debug!(error = %e, "measuring the archive lag failed"),
                 }
                 let nap = config.backlog_check.min(next_drain - now);
@@ -171,6 +174,12 @@ impl Archiver {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the backlog has reached `backlog_threshold`, so [`Self::run_until_stopped`]
+    /// drains before the interval is up. Measures, so the lag metrics are published too.
+    pub async fn backlog_due(&self) -> Result<bool, ArchiverError> {
+        Ok(self.measure().await? >= self.config().backlog_threshold)
     }
 
     /// Archives everything there is now (new entries, this consumer's own pending entries and

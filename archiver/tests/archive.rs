@@ -439,23 +439,31 @@ async fn a_backlog_over_the_threshold_is_archived_before_the_interval_and_shutdo
         backlog_check: Duration::from_millis(50),
         ..h.config("a")
     });
+    // The run loop's decision, one step at a time: below the threshold the interval rules.
+    // (The loop drains once on start, which creates the group whose lag is measured.)
+    archiver.drain().await.unwrap();
+    h.decide(100).await;
+    assert!(!archiver.backlog_due().await.unwrap(), "100 < 300");
+    h.decide(400).await;
+    assert!(archiver.backlog_due().await.unwrap(), "500 >= 300");
+
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(archiver.run_until_stopped(shutdown.clone()));
-    // The first drain happens on start; below the threshold nothing more happens.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    h.decide(100).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(h.rows().await, 0, "below the threshold the interval rules");
-    h.decide(400).await;
-    let mut rows = 0;
-    for _ in 0..100 {
-        rows = h.rows().await;
-        if rows == 500 {
-            break;
+    let rows_reach = |n: i64| {
+        let h = &h;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while h.rows().await != n {
+                assert!(std::time::Instant::now() < deadline, "{n} rows in time");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rows, 500);
+    };
+    // The first drain happens on start, the next one as soon as the backlog passes the
+    // threshold: an hour before the interval.
+    rows_reach(500).await;
+    h.decide(400).await;
+    rows_reach(900).await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), running)
         .await
