@@ -204,10 +204,19 @@ async fn two_hundred_sse_clients_share_one_redis_reader() {
 
     drop(clients);
     shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(live.reader_tasks(), 0, "shutdown stops the reader");
-    let named = connections_named(&pool, live.reader_name()).await;
-    assert!(named.iter().all(|n| *n == 0), "{named:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let named = connections_named(&pool, live.reader_name()).await;
+        if live.reader_tasks() == 0 && named.iter().all(|n| *n == 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shutdown stops the reader and closes its connection: {} tasks, {named:?}",
+            live.reader_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop_namespace(pool.next(), &layout).await;
 }
 
@@ -225,16 +234,21 @@ async fn a_receiver_that_falls_behind_is_dropped_and_the_others_keep_up() {
     let fast = projector::api::live_stream(&live);
     let mut slow = Box::pin(slow);
     let mut fast = Box::pin(fast);
+    // The fast reader reports every frame it gets (events, and the odd stats tick).
+    let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0usize);
     let reading = tokio::spawn(async move {
         let mut n = 0;
         while n < 100 {
             let _ = fast.next().await.unwrap().unwrap();
             n += 1;
+            seen_tx.send_replace(n);
         }
         n
     });
-    // The fast reader keeps up with 100 events while the slow one reads nothing.
-    for _ in 0..100 {
+    // The fast reader keeps up with 100 events while the slow one reads nothing. In lockstep:
+    // the next event is made only once the fast reader has the last one, so it is never 32
+    // behind however loaded the machine is; the slow one falls behind all the same.
+    for i in 1..=100 {
         let req = SmsRequest {
             ip: "192.0.2.9".parse().unwrap(),
             to: "+14155550100",
@@ -243,9 +257,10 @@ async fn a_receiver_that_falls_behind_is_dropped_and_the_others_keep_up() {
             segments: 1,
         };
         limiter.decide(pool.next(), &req).await.unwrap();
-        // Paced so that a reader that keeps up is never 32 events behind, even on a loaded
-        // machine; the slow one, reading nothing, falls behind all the same.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::timeout(Duration::from_secs(10), seen_rx.wait_for(|n| *n >= i))
+            .await
+            .expect("the fast reader gets every event")
+            .unwrap();
     }
     assert!(
         tokio::time::timeout(Duration::from_secs(10), reading)
