@@ -130,7 +130,11 @@ mod tests {
             ("", 6, 2, 2),
         ];
         for (key, of16, of4, of3) in pinned {
-            assert_eq!(Layout::new("t", 16).partition_of(key), of16, "{key:?} of 16");
+            assert_eq!(
+                Layout::new("t", 16).partition_of(key),
+                of16,
+                "{key:?} of 16"
+            );
             assert_eq!(Layout::new("t", 4).partition_of(key), of4, "{key:?} of 4");
             assert_eq!(Layout::new("t", 3).partition_of(key), of3, "{key:?} of 3");
             assert_eq!(Layout::new("t", 1).partition_of(key), 0);
