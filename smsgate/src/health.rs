@@ -3,8 +3,6 @@
 //! `/healthz` and `/readyz` stay open for load balancers and orchestrators, and say nothing
 //! beyond up or down.
 
-use std::fmt::Display;
-use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +15,11 @@ use fred::interfaces::ClientLike;
 use ingest::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+
+/// How long `/readyz` waits for each dependency: a probe with a 1 s timeout must get an
+/// answer, so a dependency slower than this counts as down (the Postgres pool alone would wait
+/// its 5 s acquire timeout).
+pub const READY_TIMEOUT: Duration = Duration::from_millis(800);
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -43,36 +46,40 @@ pub fn metrics_router(metrics: PrometheusHandle) -> Router {
         .with_state(metrics)
 }
 
-/// How long `/readyz` waits for each dependency. Probes commonly time out after 1 s; a
-/// dependency that has not answered by then counts as down, rather than the probe waiting on a
-/// pool's acquire timeout (Postgres: 5 s) and getting no answer at all.
-const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+/// Waits up to [`READY_TIMEOUT`] for `check`: "ok", or why not.
+async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> String {
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {READY_TIMEOUT:?}"),
+    }
+}
 
 async fn readyz(State(state): State<HealthState>) -> Response {
-    let redis = check(state.redis.next_connected().ping::<String>(None));
+    let redis = within(async {
+        state
+            .redis
+            .next_connected()
+            .ping::<String>(None)
+            .await
+            .map(drop)
+    });
     let postgres = async {
         match &state.postgres {
             None => None,
-            Some(pool) => Some(check(sqlx::query("SELECT 1").execute(pool)).await),
+            Some(pool) => {
+                Some(within(async { sqlx::query("SELECT 1").execute(pool).await.map(drop) }).await)
+            }
         }
     };
-    // Both at once, so the answer comes within one timeout even with both down.
+    // Both at once: the answer never takes longer than one timeout.
     let (redis, postgres) = tokio::join!(redis, postgres);
     let ready = redis == "ok" && postgres.as_deref().is_none_or(|p| p == "ok");
     if ready {
         axum::Json(json!({"status": "ready", "redis": redis, "postgres": postgres})).into_response()
     } else {
         tracing::warn!(%redis, ?postgres, "not ready");
-        ApiError::Unavailable { retry_after: 1 }.into_response()
-    }
-}
-
-/// `"ok"`, or why the dependency is not ready (its error, or no answer in time).
-async fn check<T, E: Display>(probe: impl Future<Output = Result<T, E>>) -> String {
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(_)) => "ok".to_owned(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {CHECK_TIMEOUT:?}"),
+        ApiError::unavailable("a dependency is down").into_response()
     }
 }
 
