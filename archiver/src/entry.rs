@@ -68,6 +68,10 @@ pub struct Row {
     pub violated: Vec<String>,
     pub retry_after: i64,
     pub policy: String,
+    pub shadow_violated: Vec<String>,
+    pub reason: Option<String>,
+    pub country: Option<String>,
+    pub client: Option<String>,
 }
 
 impl Row {
@@ -80,18 +84,20 @@ impl Row {
         let texts = [&event.to, &event.message, &event.policy]
             .into_iter()
             .chain(event.from.as_ref())
-            .chain(event.violated.iter());
+            .chain(event.reason.as_ref())
+            .chain(event.country.as_ref())
+            .chain(event.client.as_ref())
+            .chain(event.violated.iter())
+            .chain(event.shadow_violated.iter());
         for text in texts {
             if text.contains('\0') {
                 return Err("a text field contains a NUL character".into());
             }
         }
-        if event
-            .violated
-            .iter()
-            .any(|w| w.contains(',') || w.is_empty())
-        {
-            return Err(format!("invalid window name in {:?}", event.violated));
+        for windows in [&event.violated, &event.shadow_violated] {
+            if windows.iter().any(|w| w.contains(',') || w.is_empty()) {
+                return Err(format!("invalid window name in {windows:?}"));
+            }
         }
         Ok(Self {
             id: event.id,
@@ -109,6 +115,10 @@ impl Row {
             message: event.message,
             violated: event.violated,
             policy: event.policy,
+            shadow_violated: event.shadow_violated,
+            reason: event.reason,
+            country: event.country,
+            client: event.client,
         })
     }
 }
@@ -232,6 +242,10 @@ mod tests {
             violated: vec!["1m".into(), "1d".into()],
             retry_after: 37,
             policy: "3/1m,10/1d".into(),
+            shadow_violated: vec![],
+            reason: None,
+            country: None,
+            client: None,
         }
     }
 

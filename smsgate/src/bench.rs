@@ -363,7 +363,7 @@ async fn script_phase(
                     report.requests += 1;
                     match decision.map(|d| d.outcome) {
                         Ok(Outcome::Accepted) => report.accepted += 1,
-                        Ok(Outcome::Rejected) => report.rejected += 1,
+                        Ok(Outcome::Rejected | Outcome::Blocked) => report.rejected += 1,
                         Err(_) => report.errors += 1,
                     }
                 }
