@@ -245,7 +245,7 @@ async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");
     }
     let limiter = Arc::new(ArcSwap::from_pointee(limiter));
-    if let Some(path) = settings.policy.clone() {
+    if let Some(path) = settings.policy_file.clone() {
         let (limiter, layout, shutdown) =
             (limiter.clone(), settings.layout(), ctx.shutdown.clone());
         ctx.tasks

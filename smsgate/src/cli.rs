@@ -77,9 +77,10 @@ pub struct Settings {
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
     pub limits: Policy,
     /// A TOML policy of rules (DESIGN.md, "Policy beyond the seed's rule"); re-read on SIGHUP.
-    /// Without it the policy is the seed's rule `client` over `SMSGATE_LIMITS`.
+    /// Without it the policy is the seed's rule `client` over `SMSGATE_LIMITS`. (`--policy`
+    /// is `audit`'s what-if policy, hence `--policy-file`.)
     #[arg(long, env = "SMSGATE_POLICY")]
-    pub policy: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
     /// Prefixes of numbers accepted although not valid (fictional and test ranges), e.g.
     /// `+447700900,+1555`.
     #[arg(long, env = "SMSGATE_TEST_NUMBERS", default_value = "", value_parser = TestNumbers::parse)]
@@ -138,7 +139,7 @@ impl Settings {
     /// The policy in force: `SMSGATE_POLICY`'s rules, else the seed's rule over `SMSGATE_LIMITS`.
     /// A file that does not parse is an error naming the file, the line and the reason.
     pub fn rules(&self) -> anyhow::Result<Ruleset> {
-        match &self.policy {
+        match &self.policy_file {
             None => Ok(Ruleset::seed(self.limits.clone())),
             Some(path) => load_rules(path),
         }
