@@ -715,6 +715,17 @@ deny = ["192.0.2.0/24"]
     }
 
     #[test]
+    fn the_shipped_example_policy_parses() {
+        let example =
+            Ruleset::parse_toml(include_str!("../../deploy/policy.example.toml")).unwrap();
+        assert_eq!(example.rules().len(), 4);
+        assert_eq!(
+            Ruleset::parse_text(&example.to_string()).unwrap().rules(),
+            example.rules()
+        );
+    }
+
+    #[test]
     fn the_seed_rule_prints_as_todays_policy_text() {
         let seed = Ruleset::seed(Policy::default());
         assert_eq!(seed.to_string(), "3/1m,10/1d");
