@@ -40,6 +40,8 @@ pub struct EventJson<'a> {
     pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<&'a str>,
+    /// The policy text in force when it was decided: the dashboard shows the rules in force
+    /// from the newest event, audits re-derive decisions from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
 }
@@ -62,11 +64,11 @@ impl<'a> EventJson<'a> {
             shadow_violated: &event.shadow_violated,
             reason: event.reason.as_deref(),
             country: event.country.as_deref(),
-            policy: None,
+            policy: (!event.policy.is_empty()).then_some(event.policy.as_str()),
         }
     }
 
-    /// Adds the partition and the policy in force, for replay and audit.
+    /// Adds the partition, for replay and audit.
     pub fn with_provenance(mut self, partition: u16, event: &'a Event) -> Self {
         self.partition = Some(partition);
         self.policy = Some(&event.policy);
