@@ -22,6 +22,8 @@ pub struct Entry {
 }
 
 /// A read entry before decoding: either an [`Entry`], or why no role can apply it.
+// Almost every entry is an event, so boxing it would allocate per entry to shrink the rare case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decoded {
     Event(Entry),

@@ -75,3 +75,43 @@ impl<'a> EventJson<'a> {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_events_carry_the_policy_in_force() {
+        let event = Event {
+            v: crate::event::SCHEMA_VERSION,
+            id: uuid::Uuid::now_v7(),
+            at_us: 1_764_313_000_000_000,
+            ip: "203.0.113.7".parse().unwrap(),
+            to: "+14155550123".into(),
+            from: None,
+            message: "hi".into(),
+            segments: 1,
+            outcome: Outcome::Rejected,
+            violated: vec!["number.1m".into()],
+            retry_after: 37,
+            policy: "client(ip,to)=3/1m,10/1d; number(to)=5/1m".into(),
+            shadow_violated: Vec::new(),
+            reason: None,
+            country: Some("US".into()),
+            client: None,
+        };
+        // Any serde serializer shows which fields are written; `toml` is already a dependency.
+        let json = toml::Value::try_from(EventJson::new("1-0", &event)).unwrap();
+        assert_eq!(
+            json["policy"].as_str(),
+            Some("client(ip,to)=3/1m,10/1d; number(to)=5/1m")
+        );
+        assert!(json.get("partition").is_none());
+        let unrecorded = Event {
+            policy: String::new(),
+            ..event
+        };
+        let json = toml::Value::try_from(EventJson::new("1-0", &unrecorded)).unwrap();
+        assert!(json.get("policy").is_none());
+    }
+}
