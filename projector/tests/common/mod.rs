@@ -143,17 +143,12 @@ pub fn rfc3339_micros(at_us: i64) -> String {
 }
 
 pub fn event_json(id: StreamId, e: &Event) -> Value {
-    let mut json = json!({
+    json!({
         "id": e.id.to_string(), "stream_id": id.to_string(), "at": rfc3339_micros(e.at_us),
         "ip": e.ip.to_string(), "to": e.to, "from": e.from, "message": e.message,
         "segments": e.segments, "outcome": e.outcome.as_str(), "violated": e.violated,
         "retry_after": e.retry_after,
-    });
-    // The policy in force travels with every event the limiter recorded one on.
-    if !e.policy.is_empty() {
-        json["policy"] = json!(e.policy);
-    }
-    json
+    })
 }
 
 /// The projections, computed plainly from the decided events.
