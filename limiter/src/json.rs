@@ -40,8 +40,6 @@ pub struct EventJson<'a> {
     pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<&'a str>,
-    /// The policy text in force when it was decided: the dashboard shows the rules in force
-    /// from the newest event, audits re-derive decisions from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
 }
@@ -64,54 +62,14 @@ impl<'a> EventJson<'a> {
             shadow_violated: &event.shadow_violated,
             reason: event.reason.as_deref(),
             country: event.country.as_deref(),
-            policy: (!event.policy.is_empty()).then_some(event.policy.as_str()),
+            policy: None,
         }
     }
 
-    /// Adds the partition, for replay and audit.
+    /// Adds the partition and the policy in force, for replay and audit.
     pub fn with_provenance(mut self, partition: u16, event: &'a Event) -> Self {
         self.partition = Some(partition);
         self.policy = Some(&event.policy);
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn live_events_carry_the_policy_in_force() {
-        let event = Event {
-            v: crate::event::SCHEMA_VERSION,
-            id: uuid::Uuid::now_v7(),
-            at_us: 1_764_313_000_000_000,
-            ip: "203.0.113.7".parse().unwrap(),
-            to: "+14155550123".into(),
-            from: None,
-            message: "hi".into(),
-            segments: 1,
-            outcome: Outcome::Rejected,
-            violated: vec!["number.1m".into()],
-            retry_after: 37,
-            policy: "client(ip,to)=3/1m,10/1d; number(to)=5/1m".into(),
-            shadow_violated: Vec::new(),
-            reason: None,
-            country: Some("US".into()),
-            client: None,
-        };
-        // Any serde serializer shows which fields are written; `toml` is already a dependency.
-        let json = toml::Value::try_from(EventJson::new("1-0", &event)).unwrap();
-        assert_eq!(
-            json["policy"].as_str(),
-            Some("client(ip,to)=3/1m,10/1d; number(to)=5/1m")
-        );
-        assert!(json.get("partition").is_none());
-        let unrecorded = Event {
-            policy: String::new(),
-            ..event
-        };
-        let json = toml::Value::try_from(EventJson::new("1-0", &unrecorded)).unwrap();
-        assert!(json.get("policy").is_none());
     }
 }
