@@ -143,13 +143,25 @@ mod tests {
         assert_eq!(layout.streams().len(), 4);
     }
 
+    const PINNED: [u16; 4] = [5, 8, 0, 11];
+    const PINNED_1000: u16 = 421;
+
     #[test]
     fn partitions_are_stable_and_spread() {
         let layout = Layout::new("t", 16);
         // FNV-1a test vector: the partition function must never change silently.
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        let key = client_key(&"198.51.100.1".parse().unwrap(), "+14155550123");
-        assert_eq!(layout.partition_of(&key), layout.partition_of(&key));
+        // Real values of the whole function (FNV-1a, fmix64, modulo): a change to any part
+        // moves clients between partitions, so it must show here.
+        let keys = [
+            client_key(&"198.51.100.1".parse().unwrap(), "+14155550123"),
+            client_key(&"2001:db8::7".parse().unwrap(), "+447700900123"),
+            client_key(&"10.0.0.1".parse().unwrap(), "+14155550100"),
+            "a".to_owned(),
+        ];
+        let pinned: Vec<u16> = keys.iter().map(|k| layout.partition_of(k)).collect();
+        assert_eq!(pinned, PINNED);
+        assert_eq!(Layout::new("t", 1000).partition_of(&keys[0]), PINNED_1000);
         let used: std::collections::HashSet<_> = (0..1000)
             .map(|i| layout.partition_of(&format!("10.0.0.{i}|+1415555{i:04}")))
             .collect();

@@ -3,6 +3,8 @@
 //! `/healthz` and `/readyz` stay open for load balancers and orchestrators, and say nothing
 //! beyond up or down.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -13,6 +15,11 @@ use fred::interfaces::ClientLike;
 use ingest::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+
+/// How long `/readyz` waits for each dependency: a probe with a 1 s timeout must get an
+/// answer, so a dependency slower than this counts as down (the Postgres pool alone would wait
+/// its 5 s acquire timeout).
+pub const READY_TIMEOUT: Duration = Duration::from_millis(800);
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -39,24 +46,40 @@ pub fn metrics_router(metrics: PrometheusHandle) -> Router {
         .with_state(metrics)
 }
 
+/// Waits up to [`READY_TIMEOUT`] for `check`: "ok", or why not.
+async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> String {
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {READY_TIMEOUT:?}"),
+    }
+}
+
 async fn readyz(State(state): State<HealthState>) -> Response {
-    let redis = match state.redis.next_connected().ping::<String>(None).await {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => e.to_string(),
+    let redis = within(async {
+        state
+            .redis
+            .next_connected()
+            .ping::<String>(None)
+            .await
+            .map(drop)
+    });
+    let postgres = async {
+        match &state.postgres {
+            None => None,
+            Some(pool) => {
+                Some(within(async { sqlx::query("SELECT 1").execute(pool).await.map(drop) }).await)
+            }
+        }
     };
-    let postgres = match &state.postgres {
-        None => None,
-        Some(pool) => Some(match sqlx::query("SELECT 1").execute(pool).await {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => e.to_string(),
-        }),
-    };
+    // Both at once: the answer never takes longer than one timeout.
+    let (redis, postgres) = tokio::join!(redis, postgres);
     let ready = redis == "ok" && postgres.as_deref().is_none_or(|p| p == "ok");
     if ready {
         axum::Json(json!({"status": "ready", "redis": redis, "postgres": postgres})).into_response()
     } else {
         tracing::warn!(%redis, ?postgres, "not ready");
-        ApiError::Unavailable { retry_after: 1 }.into_response()
+        ApiError::unavailable("a dependency is down").into_response()
     }
 }
 
