@@ -46,6 +46,7 @@ finish() {
 # when present and reported as skipped when absent.
 declare -A ALLOW=(
     [smsgate_dead_letters_total]="recorded only when an entry is moved to the dead-letter stream"
+    [smsgate_shadow_violations_total]="exists only when the policy (SMSGATE_POLICY) has a shadow rule"
     [smsgate_archiver_postgres_errors_total]="recorded only when an archive transaction fails"
     [smsgate_archiver_insert_duration_seconds]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
     [smsgate_archiver_batch_size]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
@@ -53,7 +54,7 @@ declare -A ALLOW=(
     [smsgate_archiver_events_archived_total]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
 )
 # Metrics of the roles a single-role process does not run.
-INGEST_ONLY="smsgate_requests_total smsgate_violations_total smsgate_redis_script_duration_seconds"
+INGEST_ONLY="smsgate_requests_total smsgate_violations_total smsgate_shadow_violations_total smsgate_blocked_total smsgate_redis_script_duration_seconds"
 PROJECTOR_ONLY="smsgate_projector_events_projected_total smsgate_projector_lag_entries smsgate_projector_lag_seconds smsgate_sse_clients"
 ARCHIVER_ONLY="smsgate_archiver_events_archived_total smsgate_archiver_batch_size smsgate_archiver_batch_duration_seconds smsgate_archiver_insert_duration_seconds smsgate_archiver_lag_entries smsgate_archiver_lag_seconds smsgate_archiver_postgres_errors_total"
 

@@ -2,11 +2,13 @@
 //! force, and the "what if" of another policy over the same sequence. Both are fed events in
 //! replay order ([`crate::replay`]) and hold only per-client accepted times, never the events.
 //!
-//! The audit runs one `limiter::model::Model`, the reference the Lua script is tested against.
-//! Each event carries the policy it was decided under; when it changes, the model keeps the
-//! accepted history and judges from then on under the new policy, which is what Redis does
-//! (the quota sets outlive a policy change). Decisions at a policy change are therefore judged
-//! under the new policy with the history of the old.
+//! The audit runs one `limiter::model::RulesModel`, the reference the Lua script is tested
+//! against, over every rule of the policy. Each event carries the policy it was decided under
+//! (one rule's windows, or a ruleset's compact text); when it changes, the model keeps every
+//! rule's accepted history and judges from then on under the new rules, which is what Redis
+//! does (the quota sets outlive a policy change, per rule name). Decisions at a policy change
+//! are therefore judged under the new policy with the history of the old. `blocked` events
+//! were refused before any rule and consume nothing; they are counted, not re-derived.
 //!
 //! Events before the audited range (`since`) are history, not judged: their recorded accepted
 //! requests are loaded into the model as they stand, so the first judged decisions see the same
@@ -15,8 +17,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use limiter::model::{Model, ModelDecision};
-use limiter::{Outcome, Policy};
+use limiter::model::{RulesDecision, RulesModel};
+use limiter::{Event, Outcome, Ruleset};
 use uuid::Uuid;
 
 use crate::replay::{Replayed, StreamId};
@@ -38,6 +40,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.outcome {
             Outcome::Accepted => f.write_str("accepted"),
+            Outcome::Blocked => f.write_str("blocked"),
             Outcome::Rejected => write!(
                 f,
                 "rejected [{}] retry_after {}",
@@ -92,6 +95,7 @@ pub struct AuditSummary {
     pub history: u64,
     pub accepted: u64,
     pub rejected: u64,
+    pub blocked: u64,
     pub mismatches: u64,
     /// Every policy seen in the range, in order of first appearance.
     pub policies: Vec<String>,
@@ -109,10 +113,11 @@ impl fmt::Display for AuditSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events checked ({} accepted, {} rejected; {} earlier events loaded as history), {} mismatches; policies: {}",
+            "{} events checked ({} accepted, {} rejected, {} blocked; {} earlier events loaded as history), {} mismatches; policies: {}",
             self.checked,
             self.accepted,
             self.rejected,
+            self.blocked,
             self.history,
             self.mismatches,
             if self.policies.is_empty() {
@@ -135,7 +140,7 @@ impl fmt::Display for AuditSummary {
 /// Re-derives recorded decisions, one event at a time, in replay order.
 pub struct Auditor {
     since_us: Option<i64>,
-    model: Option<Model>,
+    model: Option<RulesModel>,
     /// The policy text the model judges under now.
     policy: String,
     /// Per partition: the previous event's time and stream id.
@@ -189,11 +194,11 @@ impl Auditor {
 
         let mut unparsable = false;
         if event.policy != self.policy {
-            match Policy::parse(&event.policy) {
-                Ok(policy) => {
+            match Ruleset::parse_text(&event.policy) {
+                Ok(rules) => {
                     match &mut self.model {
-                        Some(model) => model.set_policy(policy),
-                        None => self.model = Some(Model::new(policy)),
+                        Some(model) => model.set_ruleset(rules),
+                        None => self.model = Some(RulesModel::new(rules)),
                     }
                     if judged && !self.policy.is_empty() {
                         self.summary.policy_changes += 1;
@@ -226,7 +231,8 @@ impl Auditor {
             if let Some(model) = model
                 && event.outcome == Outcome::Accepted
             {
-                model.record(&client, event.at_us);
+                // Counted by every rule that had room, as the script counted it.
+                model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us);
             }
             return None;
         }
@@ -235,8 +241,14 @@ impl Auditor {
         match event.outcome {
             Outcome::Accepted => self.summary.accepted += 1,
             Outcome::Rejected => self.summary.rejected += 1,
+            Outcome::Blocked => self.summary.blocked += 1,
         }
-        let derived = model.map(|m| verdict(m.decide(&client, event.at_us)));
+        let derived = match model {
+            // Refused before any rule: nothing to re-derive, nothing consumed.
+            _ if event.outcome == Outcome::Blocked => None,
+            Some(m) => Some(verdict(judge(m, event))),
+            None => None,
+        };
         if let Some(derived) = &derived {
             if derived.outcome != recorded.outcome {
                 reasons.push(format!(
@@ -244,7 +256,7 @@ impl Auditor {
                     recorded.outcome.as_str(),
                     match derived.outcome {
                         Outcome::Accepted => "accepts",
-                        Outcome::Rejected => "rejects",
+                        Outcome::Rejected | Outcome::Blocked => "rejects",
                     }
                 ));
             } else {
@@ -289,7 +301,11 @@ impl Auditor {
     }
 }
 
-fn verdict(d: ModelDecision) -> Verdict {
+fn judge(model: &mut RulesModel, event: &Event) -> RulesDecision {
+    model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us)
+}
+
+fn verdict(d: RulesDecision) -> Verdict {
     Verdict {
         outcome: d.outcome,
         violated: d.violated,
@@ -307,9 +323,13 @@ pub struct WhatIfSummary {
     pub rejected: u64,
     /// Rejections each window took part in, in policy order (one rejection can name several).
     pub rejected_by_window: Vec<(String, u64)>,
+    /// Attempts each shadow window would have refused.
+    pub shadow_by_window: Vec<(String, u64)>,
     /// What was recorded for the same attempts.
     pub recorded_accepted: u64,
     pub recorded_rejected: u64,
+    /// Blocked attempts are not judged again: they never reached a rule.
+    pub recorded_blocked: u64,
 }
 
 impl fmt::Display for WhatIfSummary {
@@ -321,15 +341,29 @@ impl fmt::Display for WhatIfSummary {
             .collect();
         write!(
             f,
-            "under {}: {} attempts, {} accepted, {} rejected (by window: {}); recorded: {} accepted, {} rejected",
+            "under {}: {} attempts, {} accepted, {} rejected (by window: {}); recorded: {} accepted, {} rejected, {} blocked",
             self.policy,
             self.attempts,
             self.accepted,
             self.rejected,
             windows.join(", "),
             self.recorded_accepted,
-            self.recorded_rejected
-        )
+            self.recorded_rejected,
+            self.recorded_blocked
+        )?;
+        if !self.shadow_by_window.is_empty() {
+            let shadow: Vec<String> = self
+                .shadow_by_window
+                .iter()
+                .map(|(name, n)| format!("{name}: {n}"))
+                .collect();
+            write!(
+                f,
+                "; shadow rules would have refused: {}",
+                shadow.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -338,50 +372,64 @@ impl fmt::Display for WhatIfSummary {
 /// way under another policy; the event log cannot know, so it counts what was tried).
 pub struct WhatIf {
     since_us: Option<i64>,
-    model: Model,
+    model: RulesModel,
     summary: WhatIfSummary,
 }
 
 impl WhatIf {
     /// Counts attempts from `since_us` on; earlier ones only warm the model up.
-    pub fn new(policy: Policy, since_us: Option<i64>) -> Self {
-        let summary = WhatIfSummary {
-            policy: policy.to_string(),
-            rejected_by_window: policy
-                .windows()
+    pub fn new(rules: Ruleset, since_us: Option<i64>) -> Self {
+        let windows = |mode: limiter::Mode| -> Vec<(String, u64)> {
+            rules
+                .rules()
                 .iter()
-                .map(|w| (w.name.clone(), 0))
-                .collect(),
+                .filter(|r| r.mode == mode)
+                .flat_map(|r| r.limits.windows().iter().map(|w| (r.window_name(w), 0)))
+                .collect()
+        };
+        let summary = WhatIfSummary {
+            policy: rules.to_string(),
+            rejected_by_window: windows(limiter::Mode::Enforce),
+            shadow_by_window: windows(limiter::Mode::Shadow),
             ..WhatIfSummary::default()
         };
         Self {
             since_us,
-            model: Model::new(policy),
+            model: RulesModel::new(rules),
             summary,
         }
     }
 
     pub fn observe(&mut self, item: &Replayed) {
         let event = &item.event;
-        let decision = self.model.decide(&event.client_key(), event.at_us);
-        if self.since_us.is_some_and(|s| event.at_us < s) {
+        let counted = self.since_us.is_none_or(|s| event.at_us >= s);
+        if event.outcome == Outcome::Blocked {
+            self.summary.recorded_blocked += u64::from(counted);
+            return;
+        }
+        let decision = judge(&mut self.model, event);
+        if !counted {
             return;
         }
         let s = &mut self.summary;
         s.attempts += 1;
         match event.outcome {
             Outcome::Accepted => s.recorded_accepted += 1,
-            Outcome::Rejected => s.recorded_rejected += 1,
+            Outcome::Rejected | Outcome::Blocked => s.recorded_rejected += 1,
         }
+        let tally = |list: &mut Vec<(String, u64)>, names: &[String]| {
+            for name in names {
+                if let Some((_, n)) = list.iter_mut().find(|(w, _)| w == name) {
+                    *n += 1;
+                }
+            }
+        };
+        tally(&mut s.shadow_by_window, &decision.shadow_violated);
         match decision.outcome {
-            Outcome::Accepted => s.accepted += 1,
+            Outcome::Accepted | Outcome::Blocked => s.accepted += 1,
             Outcome::Rejected => {
                 s.rejected += 1;
-                for name in &decision.violated {
-                    if let Some((_, n)) = s.rejected_by_window.iter_mut().find(|(w, _)| w == name) {
-                        *n += 1;
-                    }
-                }
+                tally(&mut s.rejected_by_window, &decision.violated);
             }
         }
     }

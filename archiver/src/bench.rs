@@ -174,6 +174,10 @@ fn synthetic(i: usize, now_us: i64) -> Event {
         },
         retry_after: if rejected { 37 } else { 0 },
         policy: "3/1m,10/1d".to_owned(),
+        shadow_violated: vec![],
+        reason: None,
+        country: None,
+        client: None,
     }
 }
 

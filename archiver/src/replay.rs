@@ -454,7 +454,8 @@ struct ArchiveQuery {
 
 /// The columns every archive read decodes, in [`decode_row`]'s order.
 pub(crate) const EVENT_COLUMNS: &str = r#"stream_id, id, at_us, ip, "to", "from", message, segments, outcome, violated, retry_after, policy,
-       at = timestamptz 'epoch' + at_us * interval '1 microsecond' AS at_matches, partition"#;
+       at = timestamptz 'epoch' + at_us * interval '1 microsecond' AS at_matches, partition,
+       shadow_violated, reason, country, client"#;
 
 const STREAM_MS: &str = "split_part(stream_id, '-', 1)::bigint";
 const STREAM_SEQ: &str = "split_part(stream_id, '-', 2)::bigint";
@@ -534,6 +535,7 @@ pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, Archiv
     let outcome = match row.try_get::<&str, _>(8)? {
         "accepted" => Outcome::Accepted,
         "rejected" => Outcome::Rejected,
+        "blocked" => Outcome::Blocked,
         other => return Err(bad(other)),
     };
     let event = Event {
@@ -549,6 +551,10 @@ pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, Archiv
         violated: row.try_get(9)?,
         retry_after: u64::try_from(row.try_get::<i64, _>(10)?).map_err(|_| bad("retry_after"))?,
         policy: row.try_get(11)?,
+        shadow_violated: row.try_get(14)?,
+        reason: row.try_get(15)?,
+        country: row.try_get(16)?,
+        client: row.try_get(17)?,
     };
     Ok(Replayed {
         partition: u16::try_from(row.try_get::<i16, _>(13)?).map_err(|_| bad("partition"))?,

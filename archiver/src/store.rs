@@ -79,14 +79,15 @@ pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverErr
 const INSERT: &str = r#"
 INSERT INTO sms_events
     (id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-     violated, retry_after, policy)
+     violated, retry_after, policy, shadow_violated, reason, country, client)
 SELECT id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-       string_to_array(violated, ','), retry_after, policy
+       string_to_array(violated, ','), retry_after, policy,
+       string_to_array(shadow_violated, ','), reason, country, client
 FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $6::inet[],
             $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
-            $13::int8[], $14::text[])
+            $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
     AS t(id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-         violated, retry_after, policy)
+         violated, retry_after, policy, shadow_violated, reason, country, client)
 ON CONFLICT (id) DO NOTHING
 "#;
 
@@ -149,6 +150,18 @@ pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError
         .bind(violated)
         .bind(rows.iter().map(|r| r.retry_after).collect::<Vec<_>>())
         .bind(as_strs(&policy))
+        .bind(
+            rows.iter()
+                .map(|r| r.shadow_violated.join(","))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.country.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.client.as_deref()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -273,7 +273,7 @@ async fn the_what_if_answer_matches_a_model_of_the_other_policy_on_the_same_even
     assert_eq!(events.len(), 4_000);
 
     let other = Policy::parse("5/1m,20/1d").unwrap();
-    let mut what_if = WhatIf::new(other.clone(), None);
+    let mut what_if = WhatIf::new(limiter::Ruleset::seed(other.clone()), None);
     for item in replay(&h, Filter::default()).await {
         what_if.observe(&item);
     }
@@ -288,7 +288,7 @@ async fn the_what_if_answer_matches_a_model_of_the_other_policy_on_the_same_even
         let d = model.decide(&event.client_key(), event.at_us);
         match d.outcome {
             Outcome::Accepted => accepted += 1,
-            Outcome::Rejected => rejected += 1,
+            Outcome::Rejected | Outcome::Blocked => rejected += 1,
         }
         for w in d.violated {
             *by_window.entry(w).or_default() += 1;

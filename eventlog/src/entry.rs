@@ -22,6 +22,8 @@ pub struct Entry {
 }
 
 /// A read entry before decoding: either an [`Entry`], or why no role can apply it.
+// Almost every entry is an event, so boxing it would allocate per entry to shrink the rare case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decoded {
     Event(Entry),
@@ -109,6 +111,10 @@ mod tests {
             violated: vec![],
             retry_after: 0,
             policy: "3/1m,10/1d".into(),
+            shadow_violated: vec![],
+            reason: None,
+            country: None,
+            client: None,
         };
         let bytes = codec::encode(&event);
         let Decoded::Event(entry) = Decoded::new(3, raw(Some(&[("e", &bytes)])), 2) else {

@@ -2,7 +2,7 @@
 //!
 //! Ingest validates a request, works out who the client is, asks the limiter for a decision
 //! and maps that `Decision` to HTTP: 202 with the remaining quota, or 429 with an exact
-//! `Retry-After`. Every error is `application/problem+json`; bad input never reaches Redis and
+//! `Retry-After`, or 403 when the policy blocks the destination or the client. Every error is `application/problem+json`; bad input never reaches Redis and
 //! so never counts against a client's quota.
 //!
 //! # Layout
@@ -27,20 +27,25 @@ pub mod telemetry;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::post;
 use fred::clients::Pool;
 use limiter::RateLimiter;
 
 pub use client_ip::TrustedProxies;
+pub use phone::TestNumbers;
 pub use problem::ApiError;
 
 /// Everything the API needs, ready to use.
 #[derive(Clone)]
 pub struct IngestState {
-    pub limiter: Arc<RateLimiter>,
+    /// The limiter of the policy in force; SIGHUP swaps in a new one atomically, and a request
+    /// is decided wholly under the one it loaded.
+    pub limiter: Arc<ArcSwap<RateLimiter>>,
     pub redis: Pool,
     pub trusted_proxies: Arc<TrustedProxies>,
+    pub test_numbers: Arc<TestNumbers>,
 }
 
 /// The public API routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`:

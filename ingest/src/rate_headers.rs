@@ -52,6 +52,9 @@ mod tests {
         let windows = [
             WindowState {
                 name: "1m".into(),
+                rule: "client".into(),
+                enforced: true,
+                shadow_violated: false,
                 limit: 3,
                 window_secs: 60,
                 remaining: 2,
@@ -60,6 +63,9 @@ mod tests {
             },
             WindowState {
                 name: "1d".into(),
+                rule: "client".into(),
+                enforced: true,
+                shadow_violated: false,
                 limit: 10,
                 window_secs: 86_400,
                 remaining: 9,

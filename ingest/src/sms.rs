@@ -1,7 +1,9 @@
-//! `POST /api/sms`: validate, identify the client, decide, answer 202 or 429.
+//! `POST /api/sms`: validate, identify the client, decide, answer 202, 429 or 403.
 //!
 //! Checks run from the cheapest to the one that costs quota: content type (415), body size
-//! (413), JSON shape (400), number (400), values (422), and only then the limiter.
+//! (413), JSON shape (400), number (400), values (422), `Idempotency-Key` (400), and only then
+//! the limiter, which blocks (403), refuses (429) or accepts (202) in one atomic step. A repeat
+//! under a known `Idempotency-Key` gets the first answer again (`Idempotent-Replayed: true`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,17 +11,25 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use limiter::{Decision, LimiterError, Outcome, SmsRequest, WindowState};
+use limiter::{
+    Context, Decision, Destination, Idempotency, LimiterError, Outcome, SmsRequest, WindowState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::IngestState;
 use crate::message::Message;
-use crate::phone::PhoneNumber;
+use crate::phone::{PhoneNumber, TestNumbers};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::rate_headers;
-use crate::telemetry::{REQUESTS, SCRIPT_DURATION, VIOLATIONS};
+use crate::telemetry::{BLOCKED, REQUESTS, SCRIPT_DURATION, SHADOW_VIOLATIONS, VIOLATIONS};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Marks a response that repeats the first answer to an `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// Longest `Idempotency-Key` accepted: it becomes part of a Redis key, so it is bounded.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The largest request body accepted. A maximal message (1,600 characters of 4-byte UTF-8,
 /// JSON-escaped) fits with room to spare.
@@ -54,6 +64,7 @@ struct Limit<'a> {
 #[derive(Debug, Serialize)]
 struct Violation<'a> {
     name: &'a str,
+    rule: &'a str,
     limit: u32,
     window: u64,
     retry_after: u64,
@@ -102,7 +113,8 @@ async fn handle(
         .map_err(|e| body_error(e, too_large))?;
     let body = parse_body(&bytes)?;
 
-    let to = PhoneNumber::parse(&body.to).map_err(|e| ApiError::bad_field("to", e))?;
+    let to = PhoneNumber::parse_with(&body.to, &state.test_numbers)
+        .map_err(|e| ApiError::bad_field("to", e))?;
     let mut errors = Vec::new();
     let message = Message::parse(body.message)
         .map_err(|e| errors.push(FieldError::new("message", e)))
@@ -110,7 +122,7 @@ async fn handle(
     let from = body
         .from
         .as_deref()
-        .map(parse_sender)
+        .map(|from| parse_sender(from, &state.test_numbers))
         .transpose()
         .map_err(|e| errors.push(e))
         .ok()
@@ -119,6 +131,7 @@ async fn handle(
         return Err(ApiError::Unprocessable { errors });
     };
 
+    let key = idempotency_key(headers)?;
     let ip = state.trusted_proxies.client_ip(peer.ip(), headers);
     let request = SmsRequest {
         ip,
@@ -127,10 +140,30 @@ async fn handle(
         message: message.as_str(),
         segments: message.segments(),
     };
+    // What the first request under a key was: the normalised fields, so another spelling of
+    // the same number is the same request.
+    let fingerprint = key.as_ref().map(|_| {
+        fred::util::sha1_hash(&format!(
+            "{}\u{0}{}\u{0}{}",
+            request.to,
+            request.from.unwrap_or(""),
+            request.message
+        ))
+    });
+    let context = Context {
+        destination: Destination {
+            country: to.country(),
+            number_type: Some(to.number_type()),
+        },
+        idempotency: key
+            .as_deref()
+            .zip(fingerprint.as_deref())
+            .map(|(key, fingerprint)| Idempotency { key, fingerprint }),
+    };
+    let limiter = state.limiter.load();
     let started = Instant::now();
-    let decision = state
-        .limiter
-        .decide(state.redis.next_connected(), &request)
+    let decision = limiter
+        .decide_with(state.redis.next_connected(), &request, &context)
         .await;
     metrics::histogram!(SCRIPT_DURATION).record(started.elapsed().as_secs_f64());
     let decision = decision.map_err(|e| match e {
@@ -138,6 +171,9 @@ async fn handle(
             ApiError::unavailable(format_args!("redis unavailable, refusing to send: {e}"))
         }
         LimiterError::Reply(_) => ApiError::Internal(e.to_string()),
+        LimiterError::IdempotencyConflict => ApiError::Unprocessable {
+            errors: vec![FieldError::new("Idempotency-Key", e)],
+        },
     })?;
     Ok(respond(&decision, &to, message.segments()))
 }
@@ -206,14 +242,46 @@ fn parse_body(bytes: &[u8]) -> Result<SmsBody, ApiError> {
     Ok(body)
 }
 
+/// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header: a structured-field
+/// string, `"…"`; a bare token is taken as well), 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_field(
+            "Idempotency-Key",
+            format!(
+                "must be one quoted string of 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ),
+        )
+    };
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let key = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    let visible = key
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// A sender is an alphanumeric ID (1–11 characters, as carriers allow) or a phone number.
-fn parse_sender(from: &str) -> Result<String, FieldError> {
+fn parse_sender(from: &str, test_numbers: &TestNumbers) -> Result<String, FieldError> {
     if let Some(control) = crate::message::find_control(from) {
         return Err(FieldError::new("from", format!("the sender {control}")));
     }
     let from = from.trim();
     if from.starts_with('+') {
-        return PhoneNumber::parse(from)
+        return PhoneNumber::parse_with(from, test_numbers)
             .map(|n| n.to_string())
             .map_err(|e| FieldError::new("from", e));
     }
@@ -228,9 +296,11 @@ fn parse_sender(from: &str) -> Result<String, FieldError> {
     }
 }
 
+/// The windows a client is held to: shadow rules are the operator's trial, not the client's.
 fn limits(windows: &[WindowState]) -> Vec<Limit<'_>> {
     windows
         .iter()
+        .filter(|w| w.enforced)
         .map(|w| Limit {
             name: &w.name,
             limit: w.limit,
@@ -241,7 +311,36 @@ fn limits(windows: &[WindowState]) -> Vec<Limit<'_>> {
 }
 
 fn respond(decision: &Decision, to: &PhoneNumber, segments: u32) -> Response {
+    if !decision.replayed {
+        for w in decision.windows.iter().filter(|w| w.shadow_violated) {
+            metrics::counter!(SHADOW_VIOLATIONS, "rule" => w.rule.clone(), "window" => w.name.clone())
+                .increment(1);
+        }
+    }
     let mut response = match decision.outcome {
+        Outcome::Blocked => {
+            metrics::counter!(REQUESTS, "outcome" => "blocked").increment(1);
+            let reason = decision.reason.map_or("policy", |r| r.as_str());
+            if !decision.replayed {
+                metrics::counter!(BLOCKED, "reason" => reason).increment(1);
+            }
+            let detail = match decision.reason {
+                Some(limiter::BlockReason::Country) => {
+                    format!("{to}: smsgate does not send to this country")
+                }
+                Some(limiter::BlockReason::NumberType) => format!(
+                    "{to}: smsgate does not send to {} numbers",
+                    to.number_type().replace('_', " ")
+                ),
+                _ => "this client may not send".to_owned(),
+            };
+            Problem::new(StatusCode::FORBIDDEN, &format!("blocked-{reason}"), detail)
+                .with("id", decision.id.to_string())
+                .with("reason", reason)
+                .with("country", to.country())
+                .with("number_type", to.number_type())
+                .into_response()
+        }
         Outcome::Accepted => {
             metrics::counter!(REQUESTS, "outcome" => "accepted").increment(1);
             let body = Accepted {
@@ -261,13 +360,17 @@ fn respond(decision: &Decision, to: &PhoneNumber, segments: u32) -> Response {
                 .filter(|w| w.violated())
                 .map(|w| Violation {
                     name: &w.name,
+                    rule: &w.rule,
                     limit: w.limit,
                     window: w.window_secs,
                     retry_after: w.retry_after,
                 })
                 .collect();
-            for v in &violated {
-                metrics::counter!(VIOLATIONS, "window" => v.name.to_owned()).increment(1);
+            if !decision.replayed {
+                for v in &violated {
+                    metrics::counter!(VIOLATIONS, "rule" => v.rule.to_owned(), "window" => v.name.to_owned())
+                        .increment(1);
+                }
             }
             let names: Vec<_> = violated.iter().map(|v| v.name).collect();
             let detail = format!(
@@ -287,7 +390,18 @@ fn respond(decision: &Decision, to: &PhoneNumber, segments: u32) -> Response {
             response
         }
     };
-    rate_headers::insert(response.headers_mut(), &decision.windows);
+    let enforced: Vec<WindowState> = decision
+        .windows
+        .iter()
+        .filter(|w| w.enforced)
+        .cloned()
+        .collect();
+    rate_headers::insert(response.headers_mut(), &enforced);
+    if decision.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
     response
 }
 
@@ -331,12 +445,34 @@ mod tests {
 
     #[test]
     fn senders_are_short_ids_or_numbers() {
-        assert_eq!(parse_sender("Acme").unwrap(), "Acme");
-        assert_eq!(parse_sender("+1 415 555 0123").unwrap(), "+14155550123");
-        assert!(parse_sender("").is_err());
-        assert!(parse_sender("TwelveCharsX").is_err());
-        assert!(parse_sender("Acme<script>").is_err());
-        assert!(parse_sender("Acme\u{b}").is_err());
-        assert!(parse_sender("+1 415 555 0123\u{0}").is_err());
+        let test = TestNumbers::parse("+447700900").unwrap();
+        let parse = |from: &str| parse_sender(from, &test);
+        assert_eq!(parse("Acme").unwrap(), "Acme");
+        assert_eq!(parse("+1 415 555 0123").unwrap(), "+14155550123");
+        assert_eq!(parse("+44 7700 900123").unwrap(), "+447700900123");
+        assert!(parse_sender("+44 7700 900123", &TestNumbers::default()).is_err());
+        assert!(parse("").is_err());
+        assert!(parse("TwelveCharsX").is_err());
+        assert!(parse("Acme<script>").is_err());
+        assert!(parse("Acme\u{b}").is_err());
+        assert!(parse("+1 415 555 0123\u{0}").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_quoted_strings() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(v).unwrap());
+            idempotency_key(&h)
+        };
+        assert_eq!(
+            with("\"8e03978e-40d5\"").unwrap().as_deref(),
+            Some("8e03978e-40d5")
+        );
+        assert_eq!(with("order-1").unwrap().as_deref(), Some("order-1"));
+        assert!(with("\"\"").is_err());
+        assert!(with("a b").is_err());
+        assert!(with(&"k".repeat(256)).is_err());
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
     }
 }

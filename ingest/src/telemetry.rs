@@ -9,6 +9,8 @@ use axum::response::Response;
 
 pub const REQUESTS: &str = "smsgate_requests_total";
 pub const VIOLATIONS: &str = "smsgate_violations_total";
+pub const SHADOW_VIOLATIONS: &str = "smsgate_shadow_violations_total";
+pub const BLOCKED: &str = "smsgate_blocked_total";
 pub const HTTP_DURATION: &str = "smsgate_http_request_duration_seconds";
 pub const SCRIPT_DURATION: &str = "smsgate_redis_script_duration_seconds";
 
@@ -19,9 +21,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Creates every series of the request counters at 0, so Prometheus sees the first increase
 /// (`increase()` cannot see a counter whose first sample is already 1).
-pub fn register(policy: &limiter::Policy) {
+/// Labels are the policy's rule and window names (operator configuration, never user input).
+pub fn register(rules: &limiter::Ruleset) {
     metrics::describe_counter!(REQUESTS, "POST /api/sms decisions by outcome");
-    metrics::describe_counter!(VIOLATIONS, "rejected requests per violated window");
+    metrics::describe_counter!(VIOLATIONS, "rejected requests per rule and violated window");
+    metrics::describe_counter!(
+        SHADOW_VIOLATIONS,
+        "requests a shadow rule's window would have refused, per rule and window"
+    );
+    metrics::describe_counter!(
+        BLOCKED,
+        "requests refused outright by the policy, per reason"
+    );
     metrics::describe_histogram!(
         HTTP_DURATION,
         metrics::Unit::Seconds,
@@ -32,11 +43,22 @@ pub fn register(policy: &limiter::Policy) {
         metrics::Unit::Seconds,
         "one decision script call as seen by ingest"
     );
-    for outcome in ["accepted", "rejected", "invalid", "unavailable"] {
+    for outcome in ["accepted", "rejected", "blocked", "invalid", "unavailable"] {
         metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);
     }
-    for window in policy.windows() {
-        metrics::counter!(VIOLATIONS, "window" => window.name.clone()).increment(0);
+    for rule in rules.rules() {
+        let series = if rule.mode == limiter::Mode::Enforce {
+            VIOLATIONS
+        } else {
+            SHADOW_VIOLATIONS
+        };
+        for window in rule.limits.windows() {
+            metrics::counter!(series, "rule" => rule.name.clone(), "window" => rule.window_name(window))
+                .increment(0);
+        }
+    }
+    for reason in limiter::BlockReason::ALL {
+        metrics::counter!(BLOCKED, "reason" => reason.as_str()).increment(0);
     }
 }
 

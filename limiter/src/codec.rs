@@ -26,6 +26,13 @@ pub struct PendingEvent<'a> {
     pub message: &'a str,
     pub segments: u32,
     pub policy: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<&'a str>,
+    /// Only when it is not `<ip>|<to>` (an IPv6 network, a masked IPv4 prefix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +103,10 @@ mod tests {
             violated: vec!["1m".into()],
             retry_after: 37,
             policy: "3/1m,10/1d".into(),
+            shadow_violated: vec![],
+            reason: None,
+            country: None,
+            client: None,
         }
     }
 

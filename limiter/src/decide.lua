@@ -1,83 +1,149 @@
--- smsgate's decision: check every rolling window of one client and record the request as an
--- event, atomically. Redis TIME is the only clock.
+-- smsgate's decision: check every rolling window of every rule for one request and record it
+-- as an event, atomically. Redis TIME is the only clock.
 --
--- KEYS[1]  the client's quota: a sorted set of accepted requests (member = event id, score = µs)
--- KEYS[2]  the event stream of the client's partition
+-- KEYS[1]      the event stream of the request's partition
+-- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
+--              (member = event id, score = µs)
+-- KEYS[n+2]    the Idempotency-Key record, when ARGV[5] is not empty
 -- ARGV[1]  the pending event, a MessagePack map; the decision is added to it here
 -- ARGV[2]  the event id (the quota member if accepted)
--- ARGV[3]  the number of windows n, then n triples: name, limit, duration in µs
+-- ARGV[3]  'd' to decide, 'b' to record a blocked request (no quota is read or written)
+-- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
+-- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
+-- ARGV[6]  the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
+--          ('e' enforce | 's' shadow), the number of windows w, then w triples: name, limit, µs
 --
--- Returns {accepted (1|0), now µs, retry_after s, stream id, then per window:
---          remaining, reset_after s, retry_after s (0 unless violated)}.
+-- Returns {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
+--          now µs, retry_after s, stream id, replayed (0|1), event id, blocked reason or '',
+--          then per rule and window: remaining, reset_after s, retry_after s (0 unless violated;
+--          negated for a shadow rule's window that would have refused)}.
+-- A repeat under a known Idempotency-Key returns the first reply (replayed = 1) and records
+-- nothing.
 
-local quota, stream = KEYS[1], KEYS[2]
+local stream = KEYS[1]
+local rules = tonumber(ARGV[6])
+local fingerprint = ARGV[5]
+local idem = nil
+if fingerprint ~= '' then
+  idem = KEYS[rules + 2]
+  local stored = redis.call('GET', idem)
+  if stored then
+    local first = cmsgpack.unpack(stored)
+    if first[1] ~= fingerprint then return {-1} end
+    local reply = first[2]
+    reply[5] = 1
+    return reply
+  end
+end
+
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local windows = tonumber(ARGV[3])
 
 local function seconds_up(micros)
   return math.ceil(micros / 1000000)
 end
 
-local longest = 0
-for i = 0, windows - 1 do
-  longest = math.max(longest, tonumber(ARGV[6 + 3 * i]))
-end
--- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
-redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - longest))
-
-local times = {}
-local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
-for j = 2, #entries, 2 do
-  times[#times + 1] = tonumber(entries[j])
-end
-
-local first, counts, violated, retry = {}, {}, {}, {}
-local retry_us = 0
-for i = 0, windows - 1 do
-  local limit, d = tonumber(ARGV[5 + 3 * i]), tonumber(ARGV[6 + 3 * i])
-  local k = #times + 1
-  for j = 1, #times do
-    if times[j] > now - d then k = j break end
+-- Parse the rules once: rule[r] = {prefix, enforced, windows = {{name, limit, d}, ...}, longest}
+local parsed, at = {}, 7
+for r = 1, rules do
+  local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1', windows = {}, longest = 0}
+  local w = tonumber(ARGV[at + 2])
+  at = at + 3
+  for i = 1, w do
+    local d = tonumber(ARGV[at + 2])
+    rule.windows[i] = {name = ARGV[at], limit = tonumber(ARGV[at + 1]), d = d}
+    rule.longest = math.max(rule.longest, d)
+    at = at + 3
   end
-  local count = #times - k + 1
-  first[i], counts[i], retry[i] = k, count, 0
-  if count >= limit then
-    -- The (count - limit + 1)-th oldest request in the window must leave before one more fits.
-    local wait = times[k + count - limit] + d - now
-    retry[i] = seconds_up(wait)
-    retry_us = math.max(retry_us, wait)
-    violated[#violated + 1] = ARGV[4 + 3 * i]
-  end
+  parsed[r] = rule
 end
 
-local accepted = #violated == 0
 local event = cmsgpack.unpack(ARGV[1])
 event['at_us'] = now
+local violated, shadow = {}, {}
+local retry_us = 0
+local outcome
+if ARGV[3] == 'b' then
+  outcome = 2
+else
+  for r = 1, rules do
+    local rule, quota = parsed[r], KEYS[r + 1]
+    -- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
+    redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
+    local times = {}
+    local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
+    for j = 2, #entries, 2 do
+      times[#times + 1] = tonumber(entries[j])
+    end
+    rule.times, rule.room = times, true
+    for i, win in ipairs(rule.windows) do
+      local k = #times + 1
+      for j = 1, #times do
+        if times[j] > now - win.d then k = j break end
+      end
+      local count = #times - k + 1
+      win.first, win.count, win.retry = k, count, 0
+      if count >= win.limit then
+        rule.room = false
+        -- The (count - limit + 1)-th oldest request in the window must leave before one more fits.
+        local wait = times[k + count - win.limit] + win.d - now
+        if rule.enforced then
+          win.retry = seconds_up(wait)
+          retry_us = math.max(retry_us, wait)
+          violated[#violated + 1] = rule.prefix .. win.name
+        else
+          -- A shadow window reports its would-be wait negated: it refuses nothing.
+          win.retry = -seconds_up(wait)
+          shadow[#shadow + 1] = rule.prefix .. win.name
+        end
+      end
+    end
+  end
+  outcome = (#violated == 0) and 1 or 0
+end
+
 event['violated'] = violated
-if accepted then
-  redis.call('ZADD', quota, string.format('%d', now), ARGV[2])
-  redis.call('PEXPIRE', quota, string.format('%d', math.ceil(longest / 1000) + 1000))
+if #shadow > 0 then event['shadow_violated'] = shadow end
+if outcome == 1 then
   event['outcome'] = 'accepted'
   event['retry_after'] = 0
-else
+  -- Every rule with room counts the request, shadow rules too: they count as if enforced.
+  for r = 1, rules do
+    local rule, quota = parsed[r], KEYS[r + 1]
+    if rule.room then
+      redis.call('ZADD', quota, string.format('%d', now), ARGV[2])
+      redis.call('PEXPIRE', quota, string.format('%d', math.ceil(rule.longest / 1000) + 1000))
+    end
+  end
+elseif outcome == 0 then
   event['outcome'] = 'rejected'
   event['retry_after'] = seconds_up(retry_us)
+else
+  event['outcome'] = 'blocked'
+  event['retry_after'] = 0
 end
 local id = redis.call('XADD', stream, '*', 'e', cmsgpack.pack(event))
 
-local reply = {accepted and 1 or 0, now, event['retry_after'], id}
-for i = 0, windows - 1 do
-  local limit, d = tonumber(ARGV[5 + 3 * i]), tonumber(ARGV[6 + 3 * i])
-  local used, oldest = counts[i], times[first[i]]
-  if accepted then
-    used = used + 1
-    oldest = oldest or now
+local reply = {outcome, now, event['retry_after'], id, 0, ARGV[2], event['reason'] or ''}
+if outcome ~= 2 then
+  for r = 1, rules do
+    local rule = parsed[r]
+    local counted = outcome == 1 and rule.room
+    for _, win in ipairs(rule.windows) do
+      local used, oldest = win.count, rule.times[win.first]
+      if counted then
+        used = used + 1
+        oldest = oldest or now
+      end
+      local reset_after = 0
+      if oldest then reset_after = seconds_up(oldest + win.d - now) end
+      reply[#reply + 1] = math.max(win.limit - used, 0)
+      reply[#reply + 1] = reset_after
+      reply[#reply + 1] = win.retry
+    end
   end
-  local reset_after = 0
-  if oldest then reset_after = seconds_up(oldest + d - now) end
-  reply[#reply + 1] = math.max(limit - used, 0)
-  reply[#reply + 1] = reset_after
-  reply[#reply + 1] = retry[i]
+end
+if idem then
+  redis.call('SET', idem, cmsgpack.pack({fingerprint, reply}), 'PX', 86400000)
 end
 return reply

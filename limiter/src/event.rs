@@ -17,6 +17,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Outcome {
     Accepted,
     Rejected,
+    /// Refused outright by `[destinations]` or a denied client; consumes nothing.
+    Blocked,
 }
 
 impl Outcome {
@@ -24,6 +26,7 @@ impl Outcome {
         match self {
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -53,8 +56,22 @@ pub struct Event {
     pub violated: Vec<String>,
     /// Whole seconds until the same request would be accepted (0 when accepted).
     pub retry_after: u64,
-    /// The policy in force for this decision, e.g. `3/1m,10/1d`, so audits can re-derive it.
+    /// The policy in force for this decision, e.g. `3/1m,10/1d`, so audits can re-derive it
+    /// (a multi-rule policy in `Ruleset`'s compact text).
     pub policy: String,
+    /// Windows of shadow rules that would have refused the request (they never refuse).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_violated: Vec<String>,
+    /// Why a `blocked` request was refused: `destination-country`, `number-type` or `client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The destination's country (ISO 3166 alpha-2) when ingest knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The client as the policy counted it (`<network>|<to>`, the IP masked to its client
+    /// network); events written before networks existed lack it and were counted by address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 impl Event {
@@ -62,8 +79,11 @@ impl Event {
         UNIX_EPOCH + Duration::from_micros(u64::try_from(self.at_us).unwrap_or_default())
     }
 
-    /// The identity the policy counts against: client IP and destination number.
+    /// The identity the seed's rule counts against, which also picks the event's partition:
+    /// client network and destination number.
     pub fn client_key(&self) -> String {
-        crate::layout::client_key(&self.ip, &self.to)
+        self.client
+            .clone()
+            .unwrap_or_else(|| crate::layout::client_key(&self.ip, &self.to))
     }
 }

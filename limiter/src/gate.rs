@@ -1,5 +1,5 @@
-//! `RateLimiter`: runs the decision script (EVALSHA, reloading on NOSCRIPT) and turns its
-//! reply into a typed `Decision`. "Rate limited" is a value here, not an error.
+//! `RateLimiter`: runs the decision script (EVALSHA, reloading on NOSCRIPT) over every rule of
+//! the policy and turns its reply into a typed `Decision`. "Rate limited" is a value here, not an error.
 
 use std::net::IpAddr;
 
@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use crate::codec::{PendingEvent, encode_pending};
 use crate::event::{Outcome, SCHEMA_VERSION};
-use crate::layout::{Layout, client_key};
+use crate::layout::{Layout, client_key_of};
 use crate::policy::Policy;
+use crate::rules::{BlockReason, Destination, Dimension, Mode, Ruleset, SEED_RULE, Subject};
 
 /// The Lua source of the decision; see the header of `decide.lua` for its keys and arguments.
 pub const DECIDE_LUA: &str = include_str!("decide.lua");
@@ -27,10 +28,30 @@ pub struct SmsRequest<'a> {
     pub segments: u32,
 }
 
-/// One window after the decision.
+/// What ingest knows about a request beyond its fields: where it goes, and its
+/// `Idempotency-Key`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    pub destination: Destination<'a>,
+    pub idempotency: Option<Idempotency<'a>>,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request it was sent with.
+#[derive(Clone, Copy, Debug)]
+pub struct Idempotency<'a> {
+    /// Already validated by ingest: short and printable, so its Redis key is bounded.
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// One window of one rule after the decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowState {
+    /// As headers and events name it: `1m` for the rule `client`, else `rule.1m`.
     pub name: String,
+    pub rule: String,
+    /// False for a shadow rule (and for every rule of an allow-listed client).
+    pub enforced: bool,
     pub limit: u32,
     pub window_secs: u64,
     pub remaining: u32,
@@ -38,6 +59,8 @@ pub struct WindowState {
     pub reset_after: u64,
     /// Whole seconds until this window would admit the request; 0 unless it refused it.
     pub retry_after: u64,
+    /// A shadow window that would have refused the request (it refuses nothing).
+    pub shadow_violated: bool,
 }
 
 impl WindowState {
@@ -57,7 +80,12 @@ pub struct Decision {
     pub retry_after: u64,
     pub partition: u16,
     pub stream_id: String,
+    /// Every window of every rule, in policy order (empty when blocked).
     pub windows: Vec<WindowState>,
+    /// Why a `blocked` request was refused.
+    pub reason: Option<BlockReason>,
+    /// The first answer to an `Idempotency-Key` seen before: nothing was decided or recorded now.
+    pub replayed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,43 +96,79 @@ pub enum LimiterError {
     Redis(#[from] fred::error::Error),
     #[error("unexpected reply from the decision script: {0}")]
     Reply(String),
+    /// The `Idempotency-Key` was first used with another request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
 }
 
 /// Decides requests against one policy, writing to one key layout.
 #[derive(Clone, Debug)]
 pub struct RateLimiter {
-    policy: Policy,
+    ruleset: Ruleset,
     policy_text: String,
     layout: Layout,
     script_sha: String,
-    /// `[n, name, limit, µs, …]`: the policy as script arguments, built once (cloning a
-    /// `Value::Bytes` only bumps a reference count).
-    window_args: Vec<Value>,
+    /// `[n, prefix, mode, w, name, limit, µs, …]`: the rules as script arguments, built once
+    /// (cloning a `Value::Bytes` only bumps a reference count).
+    rule_args: Vec<Value>,
+    /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
+    /// client's partition with its stream.
+    spans_slots: bool,
 }
 
 impl RateLimiter {
+    /// The seed's rule over `policy`'s windows.
     pub fn new(policy: Policy, layout: Layout) -> Self {
-        let mut window_args = vec![policy.windows().len().to_string()];
-        for w in policy.windows() {
-            window_args.push(w.name.clone());
-            window_args.push(w.limit.to_string());
-            window_args.push(w.duration_micros().to_string());
+        Self::with_rules(Ruleset::seed(policy), layout)
+    }
+
+    pub fn with_rules(ruleset: Ruleset, layout: Layout) -> Self {
+        let mut args = vec![ruleset.rules().len().to_string()];
+        for rule in ruleset.rules() {
+            let prefix = if rule.name == SEED_RULE {
+                String::new()
+            } else {
+                format!("{}.", rule.name)
+            };
+            args.push(prefix);
+            args.push(if rule.mode == Mode::Enforce { "e" } else { "s" }.to_owned());
+            args.push(rule.limits.windows().len().to_string());
+            for w in rule.limits.windows() {
+                args.push(w.name.clone());
+                args.push(w.limit.to_string());
+                args.push(w.duration_micros().to_string());
+            }
         }
-        let window_args = window_args
+        let rule_args = args
             .into_iter()
             .map(|a| Value::Bytes(a.into_bytes().into()))
             .collect();
+        let spans_slots = ruleset
+            .rules()
+            .iter()
+            .any(|r| r.name != SEED_RULE || r.key != [Dimension::Ip, Dimension::To]);
         Self {
-            policy_text: policy.to_string(),
-            policy,
+            spans_slots,
+            policy_text: ruleset.to_string(),
+            ruleset,
             layout,
             script_sha: fred::util::sha1_hash(DECIDE_LUA),
-            window_args,
+            rule_args,
         }
     }
 
+    /// The windows of the seed's rule (or of the first rule when there is no rule `client`).
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.ruleset.primary()
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+
+    /// The policy as every event records it.
+    pub fn policy_text(&self) -> &str {
+        &self.policy_text
     }
 
     pub fn layout(&self) -> &Layout {
@@ -124,12 +188,49 @@ impl RateLimiter {
         redis: &Client,
         request: &SmsRequest<'_>,
     ) -> Result<Decision, LimiterError> {
+        self.decide_with(redis, request, &Context::default()).await
+    }
+
+    /// Decides `request` with what ingest knows of its destination and `Idempotency-Key`:
+    /// blocked by `[destinations]` or `[clients]`, or judged by every rule, in one script.
+    pub async fn decide_with(
+        &self,
+        redis: &Client,
+        request: &SmsRequest<'_>,
+        context: &Context<'_>,
+    ) -> Result<Decision, LimiterError> {
         if !redis.is_connected() {
             return Err(LimiterError::Disconnected);
         }
         let id = Uuid::now_v7();
-        let client = client_key(&request.ip, request.to);
-        let partition = self.layout.partition_of(&client);
+        let network = self.ruleset.clients.network(request.ip);
+        let client = client_key_of(&network, request.to);
+        let blocked = self.ruleset.blocks(request.ip, &context.destination);
+        let subject = Subject {
+            network: &network,
+            to: request.to,
+            country: context.destination.country,
+        };
+        let mut partition = self.layout.partition_of(&client);
+        let mut quotas: Vec<(u16, String)> = self
+            .ruleset
+            .rules()
+            .iter()
+            .map(|rule| {
+                self.layout
+                    .rule_quota(&rule.name, &rule.key_value(&subject))
+            })
+            .collect();
+        // On Redis Cluster one script can only touch one slot: a policy whose keys can fall in
+        // several is decided on one partition (see the README's "Policy on Redis Cluster").
+        if redis.is_clustered() && self.spans_slots {
+            partition = 0;
+            for (p, key) in &mut quotas {
+                *key = self.layout.retag(key, *p, 0);
+                *p = 0;
+            }
+        }
+        let stream = self.layout.stream(partition);
         let pending = encode_pending(&PendingEvent {
             v: SCHEMA_VERSION,
             id,
@@ -139,18 +240,46 @@ impl RateLimiter {
             message: request.message,
             segments: request.segments,
             policy: &self.policy_text,
+            reason: blocked.map(BlockReason::as_str),
+            country: context.destination.country,
+            client: (network != request.ip.to_string()).then_some(client.as_str()),
         });
-        let quota = self.layout.quota(partition, &client);
-        let stream = self.layout.stream(partition);
-        let pending = Value::Bytes(pending.into());
-        let member = Value::from(id.to_string());
+        let mut keys = Vec::with_capacity(quotas.len() + 2);
+        keys.push(stream);
+        if blocked.is_none() {
+            keys.extend(quotas.into_iter().map(|(_, key)| key));
+        }
+        let fingerprint = match context.idempotency {
+            Some(idem) => {
+                keys.push(self.layout.key(
+                    partition,
+                    &format!("idem:{}", client_key_of(&network, idem.key)),
+                ));
+                idem.fingerprint
+            }
+            None => "",
+        };
+        let mut args = Vec::with_capacity(6 + self.rule_args.len());
+        args.push(Value::Bytes(pending.into()));
+        args.push(Value::from(id.to_string()));
+        args.push(Value::from(if blocked.is_some() { "b" } else { "d" }));
+        args.push(Value::from(if self.ruleset.clients.allowed(request.ip) {
+            "1"
+        } else {
+            "0"
+        }));
+        args.push(Value::from(fingerprint));
+        if blocked.is_none() {
+            args.extend(self.rule_args.iter().cloned());
+        } else {
+            args.push(Value::from("0"));
+        }
         let call = || {
-            let keys = vec![quota.as_str(), stream.as_str()];
-            let mut args = Vec::with_capacity(2 + self.window_args.len());
-            args.push(pending.clone());
-            args.push(member.clone());
-            args.extend(self.window_args.iter().cloned());
-            redis.evalsha::<Vec<Value>, _, _, _>(self.script_sha.as_str(), keys, args)
+            redis.evalsha::<Vec<Value>, _, _, _>(
+                self.script_sha.as_str(),
+                keys.clone(),
+                args.clone(),
+            )
         };
         let reply = match call().await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
@@ -159,57 +288,71 @@ impl RateLimiter {
             }
             other => other?,
         };
-        self.parse_reply(id, partition, reply)
+        self.parse_reply(partition, reply)
     }
 
-    fn parse_reply(
-        &self,
-        id: Uuid,
-        partition: u16,
-        reply: Vec<Value>,
-    ) -> Result<Decision, LimiterError> {
-        let windows = self.policy.windows();
-        if reply.len() != 4 + 3 * windows.len() {
-            return Err(LimiterError::Reply(format!("{} values", reply.len())));
-        }
+    fn parse_reply(&self, partition: u16, reply: Vec<Value>) -> Result<Decision, LimiterError> {
         let int = |i: usize| -> Result<i64, LimiterError> {
-            reply[i]
-                .as_i64()
-                .ok_or_else(|| LimiterError::Reply(format!("value {i} is {:?}", reply[i])))
+            reply
+                .get(i)
+                .and_then(Value::as_i64)
+                .ok_or_else(|| LimiterError::Reply(format!("value {i} is {:?}", reply.get(i))))
+        };
+        let text = |i: usize| -> Result<String, LimiterError> {
+            reply
+                .get(i)
+                .and_then(|v| v.as_str().map(|s| s.to_string()))
+                .ok_or_else(|| LimiterError::Reply(format!("value {i} is not a string")))
         };
         let non_negative = |i: usize| int(i).map(|v| u64::try_from(v).unwrap_or(0));
-        let outcome = if int(0)? == 1 {
-            Outcome::Accepted
-        } else {
-            Outcome::Rejected
+        let outcome = match int(0)? {
+            1 => Outcome::Accepted,
+            0 => Outcome::Rejected,
+            2 => Outcome::Blocked,
+            -1 => return Err(LimiterError::IdempotencyConflict),
+            other => return Err(LimiterError::Reply(format!("outcome {other}"))),
         };
-        let stream_id = reply[3]
-            .as_str()
-            .map(|s| s.to_string())
-            .ok_or_else(|| LimiterError::Reply("stream id is not a string".into()))?;
-        let windows = windows
+        let id = Uuid::parse_str(&text(5)?)
+            .map_err(|e| LimiterError::Reply(format!("event id: {e}")))?;
+        let reason = BlockReason::parse(&text(6)?);
+        let mut windows = Vec::new();
+        let window_count: usize = self
+            .ruleset
+            .rules()
             .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let at = 4 + 3 * i;
-                Ok(WindowState {
-                    name: w.name.clone(),
-                    limit: w.limit,
-                    window_secs: w.duration.as_secs(),
-                    remaining: u32::try_from(non_negative(at)?).unwrap_or(0),
-                    reset_after: non_negative(at + 1)?,
-                    retry_after: non_negative(at + 2)?,
-                })
-            })
-            .collect::<Result<_, LimiterError>>()?;
+            .map(|r| r.limits.windows().len())
+            .sum();
+        // A replayed answer of an older policy has other windows; it keeps its outcome only.
+        if outcome != Outcome::Blocked && reply.len() == 7 + 3 * window_count {
+            let mut at = 7;
+            for rule in self.ruleset.rules() {
+                for w in rule.limits.windows() {
+                    let retry = int(at + 2)?;
+                    windows.push(WindowState {
+                        name: rule.window_name(w),
+                        rule: rule.name.clone(),
+                        enforced: rule.mode == Mode::Enforce,
+                        limit: w.limit,
+                        window_secs: w.duration.as_secs(),
+                        remaining: u32::try_from(non_negative(at)?).unwrap_or(0),
+                        reset_after: non_negative(at + 1)?,
+                        retry_after: u64::try_from(retry).unwrap_or(0),
+                        shadow_violated: retry < 0,
+                    });
+                    at += 3;
+                }
+            }
+        }
         Ok(Decision {
             id,
             outcome,
             at_us: int(1)?,
             retry_after: non_negative(2)?,
             partition,
-            stream_id,
+            stream_id: text(3)?,
             windows,
+            reason,
+            replayed: int(4)? == 1,
         })
     }
 }

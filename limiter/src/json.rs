@@ -32,6 +32,14 @@ pub struct EventJson<'a> {
     pub outcome: Outcome,
     pub violated: &'a [String],
     pub retry_after: u64,
+    /// Windows of shadow rules that would have refused (only when some would have).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub shadow_violated: &'a [String],
+    /// Why a `blocked` request was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
 }
@@ -51,6 +59,9 @@ impl<'a> EventJson<'a> {
             outcome: event.outcome,
             violated: &event.violated,
             retry_after: event.retry_after,
+            shadow_violated: &event.shadow_violated,
+            reason: event.reason.as_deref(),
+            country: event.country.as_deref(),
             policy: None,
         }
     }

@@ -68,6 +68,28 @@ impl Layout {
         self.key(partition, &format!("quota:{client_key}"))
     }
 
+    /// The quota of rule `rule` for one key value, with its partition: the seed's rule `client`
+    /// keeps today's `quota:<ip>|<to>` (its partition is the client's), other rules are
+    /// `rule:<name>:<value>`, each in the partition of its own value.
+    pub fn rule_quota(&self, rule: &str, value: &str) -> (u16, String) {
+        if rule == crate::rules::SEED_RULE {
+            let p = self.partition_of(value);
+            return (p, self.quota(p, value));
+        }
+        let suffix = format!("rule:{rule}:{value}");
+        let p = self.partition_of(&suffix);
+        (p, self.key(p, &suffix))
+    }
+
+    /// `key` of partition `from` moved to partition `to`.
+    pub fn retag(&self, key: &str, from: u16, to: u16) -> String {
+        let old = format!("{}:{{{from}}}:", self.namespace);
+        match key.strip_prefix(&old) {
+            Some(suffix) => self.key(to, suffix),
+            None => key.to_owned(),
+        }
+    }
+
     pub fn dead_letters(&self, partition: u16) -> String {
         self.key(partition, "dead")
     }
@@ -82,6 +104,11 @@ impl Default for Layout {
 /// The identity the policy counts against: `<ip>|<E.164 number>`.
 pub fn client_key(ip: &IpAddr, to: &str) -> String {
     format!("{ip}|{to}")
+}
+
+/// The client key of a client network (as `Clients::network` prints it) and a number.
+pub fn client_key_of(network: &str, to: &str) -> String {
+    format!("{network}|{to}")
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {

@@ -7,11 +7,12 @@
 //!
 //! # Layout
 //! - [`policy`]: `Policy` and `Window`, parsed from `SMSGATE_LIMITS` (`3/1m,10/1d`).
+//! - [`rules`]: `Ruleset`, the policy as rules on ip / to / country / prefix, from `SMSGATE_POLICY`.
 //! - [`event`]: the `Event` recorded for every decision, and its `Outcome`.
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
-//! - [`model`]: a pure-Rust model of the policy, the reference the script is tested and audited against.
+//! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
 //! - [`connection`]: Redis pools that reconnect forever and never retry a command.
 
@@ -23,8 +24,12 @@ pub mod json;
 pub mod layout;
 pub mod model;
 pub mod policy;
+pub mod rules;
 
 pub use event::{Event, Outcome};
-pub use gate::{Decision, LimiterError, RateLimiter, SmsRequest, WindowState};
+pub use gate::{
+    Context, Decision, Idempotency, LimiterError, RateLimiter, SmsRequest, WindowState,
+};
 pub use layout::Layout;
 pub use policy::{Policy, Window};
+pub use rules::{BlockReason, Destination, Mode, Rule, Ruleset};

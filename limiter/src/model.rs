@@ -1,12 +1,15 @@
-//! A pure-Rust model of the policy: the same rolling-window rule the Lua script applies,
+//! A pure-Rust model of the policy: the same rolling-window rules the Lua script applies,
 //! written plainly. Tests hold the script to it, and audits re-derive recorded decisions with it.
 
 use std::collections::{HashMap, VecDeque};
 
+use std::net::IpAddr;
+
 use crate::event::Outcome;
 use crate::policy::Policy;
+use crate::rules::{Mode, Ruleset, Subject};
 
-/// What the model decides for one request at one instant.
+/// What the model decides for one request at one instant, under the seed's single rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelDecision {
     pub outcome: Outcome,
@@ -17,81 +20,201 @@ pub struct ModelDecision {
     pub remaining: Vec<u32>,
 }
 
-/// Accepted-request times per client, enough to decide any later request.
+/// The seed's rule alone: one client key per request (today's API of the model).
 #[derive(Clone, Debug)]
 pub struct Model {
-    policy: Policy,
-    accepted: HashMap<String, VecDeque<i64>>,
+    inner: RulesModel,
 }
 
 impl Model {
     pub fn new(policy: Policy) -> Self {
         Self {
-            policy,
-            accepted: HashMap::new(),
+            inner: RulesModel::new(Ruleset::seed(policy)),
         }
     }
 
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.inner.ruleset.rules()[0].limits
     }
 
     /// Judges later requests under `policy`, keeping the accepted history: what Redis does when
     /// the policy changes (the quota sets outlive it), so audits across a change agree with it.
     pub fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+        self.inner.set_ruleset(Ruleset::seed(policy));
     }
 
     /// Counts an accepted request of `client` at `at_us` without deciding it: loads history that
     /// an audit does not judge (events before its range). Calls must come in decision order.
     pub fn record(&mut self, client: &str, at_us: i64) {
-        self.accepted
-            .entry(client.to_owned())
-            .or_default()
-            .push_back(at_us);
+        self.inner.record_keys(&[client.to_owned()], at_us);
     }
 
     /// Decides a request of `client` at `now_us` (µs since the epoch) and records it if accepted.
     /// Calls must come in decision order.
     pub fn decide(&mut self, client: &str, now_us: i64) -> ModelDecision {
-        let longest = i64::try_from(self.policy.longest().as_micros()).unwrap_or(i64::MAX);
-        let times = self.accepted.entry(client.to_owned()).or_default();
-        // A request at t counts in a window of length d while t > now - d.
-        while times.front().is_some_and(|t| *t <= now_us - longest) {
-            times.pop_front();
+        let d = self.inner.decide_keys(&[client.to_owned()], false, now_us);
+        ModelDecision {
+            outcome: d.outcome,
+            violated: d.violated,
+            retry_after: d.retry_after,
+            remaining: d.remaining.into_iter().flatten().collect(),
         }
+    }
+}
+
+/// What the model decides for one request under a whole ruleset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesDecision {
+    pub outcome: Outcome,
+    /// Windows of enforced rules that refused, named as the event names them (`number.1m`).
+    pub violated: Vec<String>,
+    /// Windows of shadow rules that would have refused.
+    pub shadow_violated: Vec<String>,
+    /// Whole seconds until every violated window of every enforced rule has room; 0 when
+    /// accepted.
+    pub retry_after: u64,
+    /// Remaining quota per rule and window after this decision, in policy order.
+    pub remaining: Vec<Vec<u32>>,
+}
+
+/// Accepted-request times per rule key, enough to decide any later request under rules: the
+/// reference the Lua script is held to.
+#[derive(Clone, Debug)]
+pub struct RulesModel {
+    ruleset: Ruleset,
+    /// Keyed by `<rule>\u{0}<key value>`.
+    accepted: HashMap<String, VecDeque<i64>>,
+}
+
+impl RulesModel {
+    pub fn new(ruleset: Ruleset) -> Self {
+        Self {
+            ruleset,
+            accepted: HashMap::new(),
+        }
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+
+    /// Judges later requests under `ruleset`, keeping every rule's history (a rule of the same
+    /// name keeps counting what it counted, as the Redis keys do).
+    pub fn set_ruleset(&mut self, ruleset: Ruleset) {
+        self.ruleset = ruleset;
+    }
+
+    /// The key values of every rule for a request, in rule order.
+    pub fn keys(&self, ip: IpAddr, to: &str, country: Option<&str>) -> Vec<String> {
+        let network = self.ruleset.clients.network(ip);
+        let subject = Subject {
+            network: &network,
+            to,
+            country,
+        };
+        self.ruleset
+            .rules()
+            .iter()
+            .map(|r| r.key_value(&subject))
+            .collect()
+    }
+
+    /// Decides a request from `ip` to `to` at `now_us`; see [`RulesModel::decide_keys`].
+    pub fn decide(
+        &mut self,
+        ip: IpAddr,
+        to: &str,
+        country: Option<&str>,
+        now_us: i64,
+    ) -> RulesDecision {
+        let keys = self.keys(ip, to, country);
+        let allowed = self.ruleset.clients.allowed(ip);
+        self.decide_keys(&keys, allowed, now_us)
+    }
+
+    /// Counts an accepted request without deciding it, under every rule that would have counted it.
+    pub fn record_keys(&mut self, keys: &[String], at_us: i64) {
+        for (rule, key) in self.ruleset.rules().iter().zip(keys) {
+            self.accepted
+                .entry(format!("{}\u{0}{key}", rule.name))
+                .or_default()
+                .push_back(at_us);
+        }
+    }
+
+    /// Decides a request whose rule key values are `keys` (rule order) at `now_us` and counts it
+    /// if accepted. Each rule that itself has room counts an accepted request, shadow rules
+    /// included, so a shadow rule counts exactly what it would have counted if enforced. An
+    /// `allowed` client is never refused (every rule acts as a shadow). Calls must come in
+    /// decision order.
+    pub fn decide_keys(&mut self, keys: &[String], allowed: bool, now_us: i64) -> RulesDecision {
         let mut violated = Vec::new();
+        let mut shadow_violated = Vec::new();
         let mut retry_us = 0_i64;
-        let mut counts = Vec::with_capacity(self.policy.windows().len());
-        for window in self.policy.windows() {
-            let d = window.duration_micros();
-            let in_window: Vec<i64> = times.iter().copied().filter(|t| *t > now_us - d).collect();
-            let count = in_window.len();
-            let limit = window.limit as usize;
-            if count >= limit {
-                violated.push(window.name.clone());
-                // The (count - limit + 1)-th oldest must leave before one more fits.
-                let frees_at = in_window[count - limit] + d;
-                retry_us = retry_us.max(frees_at - now_us);
+        let mut per_rule = Vec::with_capacity(keys.len());
+        for (rule, key) in self.ruleset.rules().iter().zip(keys) {
+            let longest = i64::try_from(rule.limits.longest().as_micros()).unwrap_or(i64::MAX);
+            let times = self
+                .accepted
+                .entry(format!("{}\u{0}{key}", rule.name))
+                .or_default();
+            // A request at t counts in a window of length d while t > now - d.
+            while times.front().is_some_and(|t| *t <= now_us - longest) {
+                times.pop_front();
             }
-            counts.push((count, limit));
+            let enforced = rule.mode == Mode::Enforce && !allowed;
+            let mut counts = Vec::with_capacity(rule.limits.windows().len());
+            let mut has_room = true;
+            for window in rule.limits.windows() {
+                let d = window.duration_micros();
+                let in_window: Vec<i64> =
+                    times.iter().copied().filter(|t| *t > now_us - d).collect();
+                let count = in_window.len();
+                let limit = window.limit as usize;
+                if count >= limit {
+                    has_room = false;
+                    let name = rule.window_name(window);
+                    if enforced {
+                        violated.push(name);
+                        // The (count - limit + 1)-th oldest must leave before one more fits.
+                        retry_us = retry_us.max(in_window[count - limit] + d - now_us);
+                    } else {
+                        shadow_violated.push(name);
+                    }
+                }
+                counts.push((count, limit));
+            }
+            per_rule.push((counts, has_room));
         }
         let outcome = if violated.is_empty() {
-            times.push_back(now_us);
             Outcome::Accepted
         } else {
             Outcome::Rejected
         };
-        let used_now = usize::from(outcome == Outcome::Accepted);
-        let remaining = counts
-            .iter()
-            .map(|(count, limit)| {
-                u32::try_from(limit.saturating_sub(count + used_now)).unwrap_or(0)
-            })
-            .collect();
-        ModelDecision {
+        let mut remaining = Vec::with_capacity(per_rule.len());
+        for ((rule, key), (counts, has_room)) in self.ruleset.rules().iter().zip(keys).zip(per_rule)
+        {
+            let counted = outcome == Outcome::Accepted && has_room;
+            if counted {
+                self.accepted
+                    .entry(format!("{}\u{0}{key}", rule.name))
+                    .or_default()
+                    .push_back(now_us);
+            }
+            remaining.push(
+                counts
+                    .iter()
+                    .map(|(count, limit)| {
+                        u32::try_from(limit.saturating_sub(count + usize::from(counted)))
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            );
+        }
+        RulesDecision {
             outcome,
             violated,
+            shadow_violated,
             retry_after: whole_seconds_up(retry_us),
             remaining,
         }

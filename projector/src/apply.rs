@@ -91,7 +91,7 @@ pub async fn apply(
         args.push(Value::from(entry.id.to_string()));
         let minute = minute_of(event.at_us);
         let mut top = 0;
-        if event.outcome == Outcome::Rejected {
+        if event.outcome != Outcome::Accepted {
             top = *top_index.entry(minute).or_insert_with(|| {
                 script_keys.push(keys.top_clients(minute));
                 script_keys.push(keys.top_numbers(minute));
@@ -102,7 +102,8 @@ pub async fn apply(
         member.extend_from_slice(&entry.raw);
         args.push(Value::from(match event.outcome {
             Outcome::Accepted => "a",
-            Outcome::Rejected => "r",
+            // A blocked request is a refusal too; its reason is on the event.
+            Outcome::Rejected | Outcome::Blocked => "r",
         }));
         args.push(Value::from(second_of(event.at_us)));
         args.push(Value::from(minute));

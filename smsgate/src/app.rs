@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::any;
 use fred::clients::Pool;
 use ingest::{ApiError, IngestState, TrustedProxies};
-use limiter::RateLimiter;
+use limiter::{RateLimiter, Ruleset};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -97,7 +98,8 @@ impl App {
         let mut operator = Router::new();
         let mut postgres = None;
         if roles.ingest {
-            public = public.merge(ingest_router(&settings, redis.clone()).await);
+            let rules = settings.rules()?;
+            public = public.merge(ingest_router(&ctx, rules).await);
         }
         if roles.projector {
             let parts = roles::projector::start(&ctx).await?;
@@ -234,17 +236,68 @@ async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-async fn ingest_router(settings: &Settings, redis: Pool) -> Router {
-    ingest::telemetry::register(&settings.limits);
-    let limiter = RateLimiter::new(settings.limits.clone(), settings.layout());
-    if let Err(e) = limiter.load(redis.next()).await {
+async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
+    let settings = &ctx.settings;
+    ingest::telemetry::register(&rules);
+    tracing::info!(policy = %rules, "policy in force");
+    let limiter = RateLimiter::with_rules(rules, settings.layout());
+    if let Err(e) = limiter.load(ctx.redis.next()).await {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");
     }
+    let limiter = Arc::new(ArcSwap::from_pointee(limiter));
+    if let Some(path) = settings.policy_file.clone() {
+        let (limiter, layout, shutdown) =
+            (limiter.clone(), settings.layout(), ctx.shutdown.clone());
+        ctx.tasks
+            .spawn(reload_on_sighup(path, limiter, layout, shutdown));
+    }
     ingest::router(IngestState {
-        limiter: Arc::new(limiter),
-        redis,
+        limiter,
+        redis: ctx.redis.clone(),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        test_numbers: Arc::new(settings.test_numbers.clone()),
     })
+}
+
+/// Re-reads the policy file on every SIGHUP. A file that parses replaces the limiter in one
+/// atomic swap (a request in flight finishes under the policy it started with); one that does
+/// not is refused, the policy in force stays, and the log says why.
+async fn reload_on_sighup(
+    path: std::path::PathBuf,
+    limiter: Arc<ArcSwap<RateLimiter>>,
+    layout: limiter::Layout,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the policy file will not be reloaded");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = hangups.recv() => if received.is_none() { return },
+            }
+            match crate::cli::load_rules(&path) {
+                Ok(rules) => {
+                    ingest::telemetry::register(&rules);
+                    tracing::info!(policy = %rules, file = %path.display(), "SIGHUP: policy reloaded");
+                    limiter.store(Arc::new(RateLimiter::with_rules(rules, layout.clone())));
+                }
+                Err(e) => tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "SIGHUP: policy file refused; the policy in force stays"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, limiter, layout);
+        shutdown.cancelled().await;
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

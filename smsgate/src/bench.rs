@@ -18,7 +18,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use limiter::{Layout, Outcome, Policy, RateLimiter, SmsRequest};
+use limiter::{Layout, Outcome, Policy, RateLimiter, Ruleset, SmsRequest};
 use rand::Rng;
 use tokio::net::TcpStream;
 
@@ -59,6 +59,10 @@ pub struct BenchArgs {
     pub redis_url: String,
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
     pub limits: Policy,
+    /// A TOML policy file: both phases decide under its rules instead of the seed's rule over
+    /// `--limits` (e.g. `deploy/policy.example.toml`, four rules).
+    #[arg(long, env = "SMSGATE_POLICY")]
+    pub policy_file: Option<std::path::PathBuf>,
     /// Archive mode: events pre-filled on the stream; replay mode: events in the archive.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
@@ -133,9 +137,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let namespace = format!("bench-{}", uuid_suffix());
     let layout = Layout::new(namespace.clone(), args.partitions);
+    let rules = match &args.policy_file {
+        Some(path) => crate::cli::load_rules(path)?,
+        None => Ruleset::seed(args.limits.clone()),
+    };
     println!(
-        "smsgate bench: {} connections, {} s per phase, {} keys, policy {}, {} partition(s), redis {}",
-        args.connections, args.duration, args.keys, args.limits, args.partitions, args.redis_url
+        "smsgate bench: {} connections, {} s per phase, {} keys, policy {} ({} rules), {} partition(s), redis {}",
+        args.connections,
+        args.duration,
+        args.keys,
+        rules,
+        rules.rules().len(),
+        args.partitions,
+        args.redis_url
     );
     println!(
         "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
@@ -150,6 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 settings.redis_url = args.redis_url.clone();
                 settings.namespace = format!("{namespace}-api");
                 settings.limits = args.limits.clone();
+                settings.policy_file = args.policy_file.clone();
                 settings.partitions = args.partitions;
                 let app = App::build(settings, Roles::INGEST).await?;
                 let addr = app.local_addr();
@@ -173,7 +188,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let script = script_phase(&args, layout, duration).await?;
+    let script = script_phase(&args, rules, layout, duration).await?;
     println!("{}", script.line("script"));
     if let Some(api) = api {
         println!(
@@ -322,7 +337,7 @@ async fn http_worker(
         report.requests += 1;
         match status {
             202 => report.accepted += 1,
-            429 => report.rejected += 1,
+            429 | 403 => report.rejected += 1,
             _ => report.errors += 1,
         }
         if status == 0 {
@@ -334,11 +349,12 @@ async fn http_worker(
 
 async fn script_phase(
     args: &BenchArgs,
+    rules: Ruleset,
     layout: Layout,
     duration: Duration,
 ) -> anyhow::Result<PhaseReport> {
     let redis = reachable_redis(&args.redis_url, 4).await?;
-    let limiter = Arc::new(RateLimiter::new(args.limits.clone(), layout));
+    let limiter = Arc::new(RateLimiter::with_rules(rules, layout));
     limiter.load(redis.next()).await?;
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -363,7 +379,7 @@ async fn script_phase(
                     report.requests += 1;
                     match decision.map(|d| d.outcome) {
                         Ok(Outcome::Accepted) => report.accepted += 1,
-                        Ok(Outcome::Rejected) => report.rejected += 1,
+                        Ok(Outcome::Rejected | Outcome::Blocked) => report.rejected += 1,
                         Err(_) => report.errors += 1,
                     }
                 }

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ingest::TrustedProxies;
-use limiter::Policy;
+use ingest::{TestNumbers, TrustedProxies};
+use limiter::{Policy, Ruleset};
 use secrecy::SecretString;
 
 #[derive(Debug, Parser)]
@@ -75,6 +76,15 @@ pub struct Settings {
     /// Rolling windows, e.g. `3/1m,10/1d,100/1h`.
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
     pub limits: Policy,
+    /// A TOML policy of rules (DESIGN.md, "Policy beyond the seed's rule"); re-read on SIGHUP.
+    /// Without it the policy is the seed's rule `client` over `SMSGATE_LIMITS`. (`--policy`
+    /// is `audit`'s what-if policy, hence `--policy-file`.)
+    #[arg(long, env = "SMSGATE_POLICY")]
+    pub policy_file: Option<PathBuf>,
+    /// Prefixes of numbers accepted although not valid (fictional and test ranges), e.g.
+    /// `+447700900,+1555`.
+    #[arg(long, env = "SMSGATE_TEST_NUMBERS", default_value = "", value_parser = TestNumbers::parse)]
+    pub test_numbers: TestNumbers,
     #[arg(long, env = "SMSGATE_ARCHIVE_INTERVAL", default_value = "10m", value_parser = parse_interval)]
     pub archive_interval: Duration,
     /// Prefix of every Redis key.
@@ -126,6 +136,15 @@ impl Settings {
         limiter::Layout::new(self.namespace.clone(), self.partitions)
     }
 
+    /// The policy in force: `SMSGATE_POLICY`'s rules, else the seed's rule over `SMSGATE_LIMITS`.
+    /// A file that does not parse is an error naming the file, the line and the reason.
+    pub fn rules(&self) -> anyhow::Result<Ruleset> {
+        match &self.policy_file {
+            None => Ok(Ruleset::seed(self.limits.clone())),
+            Some(path) => load_rules(path),
+        }
+    }
+
     /// Settings with every default, as if no flag or variable were given (tests start here).
     pub fn defaults() -> Self {
         #[derive(Parser)]
@@ -135,6 +154,13 @@ impl Settings {
         }
         Only::parse_from(["smsgate"]).settings
     }
+}
+
+/// Reads and parses a policy file.
+pub fn load_rules(path: &std::path::Path) -> anyhow::Result<Ruleset> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    Ruleset::parse_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Kept secret from here on: clap's own `Debug` of the settings shows `[REDACTED]`.

@@ -14,7 +14,7 @@ use archiver::json::{event_json, table_header, table_line};
 use archiver::replay::{Filter, Replay, ReplayOptions};
 use clap::{Args, ValueEnum};
 use fred::clients::Pool;
-use limiter::{Outcome, Policy};
+use limiter::{Outcome, Ruleset};
 use sqlx::PgPool;
 
 use crate::cli::Settings;
@@ -48,13 +48,14 @@ pub enum Format {
 pub enum OutcomeArg {
     Accepted,
     Rejected,
+    Blocked,
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
     pub range: RangeArgs,
-    /// Only accepted or only rejected events.
+    /// Only accepted, only rejected or only blocked events.
     #[arg(long, value_enum)]
     pub outcome: Option<OutcomeArg>,
     #[arg(long, value_enum, default_value = "json")]
@@ -68,15 +69,25 @@ pub struct ReplayArgs {
 pub struct AuditArgs {
     #[command(flatten)]
     pub range: RangeArgs,
-    /// What if: also judge every recorded attempt in the range under this policy (e.g.
-    /// `5/1m,20/1d`) and report accepted and rejected totals, and rejections per window.
-    #[arg(long, value_parser = Policy::parse)]
-    pub policy: Option<Policy>,
+    /// What if: also judge every recorded attempt in the range under this policy and report
+    /// accepted and rejected totals, and rejections per window: a TOML policy file, the seed's
+    /// windows (`5/1m,20/1d`) or a ruleset's compact text as events record it.
+    #[arg(long, value_parser = parse_what_if)]
+    pub policy: Option<Ruleset>,
     /// History read before `--since` and loaded (not judged), so the first decisions of the
     /// range see the quota the script saw. Default: the longest window of SMSGATE_LIMITS and
     /// `--policy`.
     #[arg(long, value_parser = parse_span)]
     pub lookback: Option<Duration>,
+}
+
+/// A policy file when `text` names one, else a policy's text.
+fn parse_what_if(text: &str) -> Result<Ruleset, String> {
+    let path = std::path::Path::new(text);
+    if path.is_file() {
+        return crate::cli::load_rules(path).map_err(|e| format!("{e:#}"));
+    }
+    Ruleset::parse_text(text).map_err(|e| e.to_string())
 }
 
 /// RFC 3339, or a span back from now (`1h`); µs since the epoch.
@@ -128,6 +139,7 @@ pub async fn replay(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()
         outcome: args.outcome.map(|o| match o {
             OutcomeArg::Accepted => Outcome::Accepted,
             OutcomeArg::Rejected => Outcome::Rejected,
+            OutcomeArg::Blocked => Outcome::Blocked,
         }),
         ..filter(&args.range)
     };
@@ -189,7 +201,9 @@ fn print(out: &mut impl Write, line: &str) -> std::io::Result<()> {
 pub async fn audit(settings: &Settings, args: &AuditArgs) -> anyhow::Result<bool> {
     let (redis, pg) = connect(settings).await?;
     let lookback = args.lookback.unwrap_or_else(|| {
-        let configured = settings.limits.longest();
+        let configured = settings
+            .rules()
+            .map_or_else(|_| settings.limits.longest(), |r| r.longest());
         args.policy
             .as_ref()
             .map_or(configured, |p| p.longest().max(configured))

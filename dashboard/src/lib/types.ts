@@ -3,7 +3,8 @@
  * All times are RFC 3339 UTC strings.
  */
 
-export type Outcome = 'accepted' | 'rejected';
+/** `blocked`: refused by the policy's destinations or client deny list (403), nothing counted. */
+export type Outcome = 'accepted' | 'rejected' | 'blocked';
 
 /** One decision of the limiter, as recorded on the event stream. */
 export interface SmsEvent {
@@ -20,6 +21,14 @@ export interface SmsEvent {
   violated: string[];
   /** Whole seconds; 0 for accepted events. */
   retry_after: number;
+  /** Windows of shadow rules that would have refused (absent when none would have). */
+  shadow_violated?: string[];
+  /** Why a `blocked` event was refused: `destination-country`, `number-type` or `client`. */
+  reason?: string;
+  /** ISO 3166 alpha-2 of the destination, when known. */
+  country?: string;
+  /** The policy text in force when it was decided (README, "Policy"), when the API includes it. */
+  policy?: string;
 }
 
 export interface OutcomeCounts {
@@ -85,7 +94,10 @@ export interface LimitState {
 }
 
 export interface ViolatedWindow {
+  /** `1m` for the rule `client`, else `rule.1m`. */
   name: string;
+  /** The rule the window belongs to (absent from servers before rules). */
+  rule?: string;
   limit: number;
   window: number;
   retry_after: number;

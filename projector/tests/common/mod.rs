@@ -162,7 +162,7 @@ fn counts<'a>(events: impl Iterator<Item = &'a Event>) -> Value {
     for e in events {
         match e.outcome {
             Outcome::Accepted => a += 1,
-            Outcome::Rejected => r += 1,
+            Outcome::Rejected | Outcome::Blocked => r += 1,
         }
     }
     json!({"accepted": a, "rejected": r})

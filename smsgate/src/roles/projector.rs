@@ -16,7 +16,8 @@ use crate::cli::Settings;
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
     let layout = ctx.settings.layout();
-    let policy = ctx.settings.limits.clone();
+    // The per-client views show one rule's windows: the seed's rule of the policy in force.
+    let policy = ctx.settings.rules()?.primary().clone();
     // Created at 0 so the dead-letter alert sees the first one.
     metrics::counter!("smsgate_dead_letters_total", "group" => projector::GROUP).increment(0);
     let live = LiveFeed::start(ctx.redis.clone(), layout.clone(), ctx.shutdown.clone()).await;

@@ -126,4 +126,56 @@ describe('Send a test SMS', () => {
     await fillAndSend(user, '+14155550123', 'hi');
     expect(await screen.findByRole('alert')).toHaveTextContent('Not sent — Service Unavailable: Rate limiter unavailable');
   });
+  it('names the rule that refused and when each of its windows frees', async () => {
+    server.use(
+      http.post('/api/sms', () =>
+        problem(
+          429,
+          {
+            title: 'Too Many Requests',
+            retry_after: 50,
+            id: '0193a000-0000-7000-8000-00000000fff1',
+            limits: [{ name: 'number.1m', limit: 5, remaining: 0, reset_after: 50 }],
+            violated: [
+              { name: 'number.1m', rule: 'number', limit: 5, window: 60, retry_after: 50 },
+              { name: 'source.1m', rule: 'source', limit: 20, window: 60, retry_after: 12 },
+            ],
+          },
+          { 'Retry-After': '50' },
+        ),
+      ),
+    );
+    const { user } = renderApp('/send');
+    await screen.findByRole('heading', { level: 1, name: 'Send a test SMS' });
+    await fillAndSend(user, '+14155550123', 'again');
+
+    const refused = await screen.findByRole('table', { name: 'Refused by' });
+    expect(within(refused).getByRole('row', { name: /^number number\.1m 5 50 s / })).toBeInTheDocument();
+    expect(within(refused).getByRole('row', { name: /^source source\.1m 20 12 s / })).toBeInTheDocument();
+    expect(screen.getByText(/every rule has room again at/)).toBeInTheDocument();
+  });
+
+  it('shows a blocked destination (403) with its reason and that nothing was counted', async () => {
+    server.use(
+      http.post('/api/sms', () =>
+        problem(403, {
+          title: 'Forbidden',
+          type: '/problems/blocked-number-type',
+          detail: '+449090000000: smsgate does not send to premium rate numbers',
+          reason: 'number-type',
+          country: 'GB',
+          number_type: 'premium_rate',
+        }),
+      ),
+    );
+    const { user } = renderApp('/send');
+    await screen.findByRole('heading', { level: 1, name: 'Send a test SMS' });
+    await fillAndSend(user, '+449090000000', 'win a prize');
+
+    const result = (await screen.findByText('Blocked')).closest('.result');
+    expect(result).toHaveTextContent('smsgate does not send to this type of number');
+    expect(result).toHaveTextContent('number type premium_rate');
+    expect(result).toHaveTextContent('No quota was used.');
+    expect(screen.queryByText('Not sent')).not.toBeInTheDocument();
+  });
 });

@@ -61,7 +61,8 @@ export function withEvent(stats: Stats, event: SmsEvent): Stats {
   if (Number.isNaN(at)) return stats;
   const perMinute = slideMinutes(stats.per_minute, at);
   const minute = minuteStart(at);
-  const index = perMinute.findIndex((b) => Date.parse(b.minute) === minute);
+  // A blocked request was neither accepted nor rate limited: it has no place in these counts.
+  const index = event.outcome === 'blocked' ? -1 : perMinute.findIndex((b) => Date.parse(b.minute) === minute);
   const rejected = event.outcome === 'rejected';
   return {
     ...stats,

@@ -4,6 +4,7 @@ import { PerMinuteChart } from '@/features/overview/components/per-minute-chart'
 import { TopClients, TopNumbers } from '@/features/overview/components/top-offenders';
 import { TotalsCards } from '@/features/overview/components/totals-cards';
 import { ViolationsTable } from '@/features/overview/components/violations-table';
+import { PolicyPanels } from '@/features/policy/components/policy-panels';
 import type { PolicyWindow } from '@/lib/types';
 
 function PolicyLine({ policy }: { policy: PolicyWindow[] }) {
@@ -33,6 +34,7 @@ export function Overview() {
             <PerMinuteChart buckets={stats.data.per_minute} />
             <TopClients clients={stats.data.top_clients} />
             <TopNumbers numbers={stats.data.top_numbers} />
+            <PolicyPanels fallback={stats.data.policy} />
           </div>
         </>
       )}

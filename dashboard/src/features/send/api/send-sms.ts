@@ -33,3 +33,24 @@ export function asRateLimited(error: unknown): RateLimited | null {
     violated: Array.isArray(body.violated) ? (body.violated as ViolatedWindow[]) : [],
   };
 }
+
+export interface Blocked {
+  /** `destination-country`, `number-type` or `client`. */
+  reason: string;
+  detail: string | null;
+  country: string | null;
+  numberType: string | null;
+}
+
+/** The 403 `blocked-*` problem's members, when `error` is one. */
+export function asBlocked(error: unknown): Blocked | null {
+  if (!isApiError(error) || error.status !== 403) return null;
+  const { body } = error;
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  return {
+    reason: text(body.reason) ?? 'policy',
+    detail: error.detail,
+    country: text(body.country),
+    numberType: text(body.number_type),
+  };
+}

@@ -1,8 +1,8 @@
 import { useEffect, useId, useState, type FormEvent } from 'react';
 
 import { ErrorAlert } from '@/components/error-alert';
-import { asRateLimited, useSendSms, type SendSmsInput } from '@/features/send/api/send-sms';
-import { AcceptedResult, RateLimitedResult } from '@/features/send/components/send-result';
+import { asBlocked, asRateLimited, useSendSms, type SendSmsInput } from '@/features/send/api/send-sms';
+import { AcceptedResult, BlockedResult, RateLimitedResult } from '@/features/send/components/send-result';
 import { isApiError } from '@/lib/api-client';
 
 type FieldName = 'to' | 'message' | 'from';
@@ -27,12 +27,13 @@ export function SendForm() {
   }
   const firstInvalid = FIELDS.find((field) => fieldErrors[field]);
   const limited = asRateLimited(error);
+  const blocked = asBlocked(error);
 
   // Take the keyboard (and the screen reader) to the first field the server refused.
   useEffect(() => {
     if (firstInvalid) document.getElementById(`${baseId}-${firstInvalid}`)?.focus();
   }, [error, firstInvalid, baseId]);
-  const otherError = error && !limited && Object.keys(fieldErrors).length === 0 ? error : null;
+  const otherError = error && !limited && !blocked && Object.keys(fieldErrors).length === 0 ? error : null;
 
   const onSubmit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -100,6 +101,7 @@ export function SendForm() {
           {send.isPending && <p className="muted">Sending…</p>}
           {send.isSuccess && <AcceptedResult result={send.data} />}
           {limited && deadline !== null && <RateLimitedResult limited={limited} deadline={deadline} />}
+          {blocked && <BlockedResult blocked={blocked} />}
           {Object.keys(fieldErrors).length > 0 && (
             <p className="alert alert--error">{isApiError(error) ? error.title : 'Invalid input'} — see the highlighted fields.</p>
           )}

@@ -1,0 +1,549 @@
+//! Policies of several rules against a real Redis (or a Redis Cluster), held to the pure-Rust
+//! `RulesModel`: per-number and per-source limits under concurrency, the tightest rule
+//! winning with an exact Retry-After, a randomized run equal to the model, IPv6 networks,
+//! shadow rules, blocked destinations and `Idempotency-Key`.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use limiter::model::RulesModel;
+use limiter::{
+    BlockReason, Context, Destination, Event, Idempotency, Layout, LimiterError, Outcome,
+    RateLimiter, Ruleset, SmsRequest,
+};
+use rand::{Rng, SeedableRng};
+use support::{drop_namespace, partitions, redis, request, stream_events};
+
+fn limiter(policy: &str) -> RateLimiter {
+    let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+    RateLimiter::with_rules(
+        Ruleset::parse_toml(policy).unwrap(),
+        Layout::new(namespace, partitions(4)),
+    )
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// Replays the stream in decision order through the model: outcome, violated windows (enforced
+/// and shadow) and Retry-After of every event must be the model's. Returns the rejections.
+fn assert_events_match_model(ruleset: &Ruleset, mut events: Vec<(String, Event)>) -> usize {
+    // Rules span partitions, so the order that matters is the one Redis decided in: its clock.
+    events.sort_by_key(|(_, e)| e.at_us);
+    let mut model = RulesModel::new(ruleset.clone());
+    let mut rejected = 0;
+    for (id, event) in &events {
+        let expected = model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us);
+        assert_eq!(
+            event.outcome, expected.outcome,
+            "outcome of {id} ({event:?})"
+        );
+        assert_eq!(
+            event.violated, expected.violated,
+            "violated windows of {id}"
+        );
+        assert_eq!(
+            event.shadow_violated, expected.shadow_violated,
+            "shadow windows of {id}"
+        );
+        assert_eq!(
+            event.retry_after, expected.retry_after,
+            "retry-after of {id}"
+        );
+        assert_eq!(event.policy, ruleset.to_string());
+        rejected += usize::from(event.outcome == Outcome::Rejected);
+    }
+    rejected
+}
+
+const NUMBER_ONLY: &str = r#"
+[[rule]]
+name = "number"
+key = ["to"]
+limits = "5/1m,20/1d"
+"#;
+
+#[tokio::test]
+async fn two_hundred_requests_from_twenty_ips_to_one_number_admit_exactly_five() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(NUMBER_ONLY));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let client = &pool.clients()[i % pool.clients().len()];
+                let ip = leak(format!("198.51.100.{}", 1 + i % 20));
+                limiter
+                    .decide(client, &request(ip, "+14155550123"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        let d = task.await.unwrap();
+        if d.outcome == Outcome::Accepted {
+            accepted += 1;
+        } else {
+            let violated: Vec<_> = d.windows.iter().filter(|w| w.violated()).collect();
+            assert_eq!(violated.len(), 1);
+            assert_eq!(violated[0].name, "number.1m");
+            assert_eq!(violated[0].rule, "number");
+        }
+    }
+    assert_eq!(accepted, 5);
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 200);
+    assert_events_match_model(limiter.ruleset(), events);
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn fifty_numbers_from_one_ip_admit_exactly_twenty() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(
+        "[[rule]]\nname = \"source\"\nkey = [\"ip\"]\nlimits = \"20/1m,300/1d\"\n",
+    ));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let client = &pool.clients()[i % pool.clients().len()];
+                let to = leak(format!("+1415555{:04}", 1000 + i));
+                limiter
+                    .decide(client, &request("203.0.113.9", to))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        let d = task.await.unwrap();
+        accepted += usize::from(d.outcome == Outcome::Accepted);
+    }
+    assert_eq!(accepted, 20);
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    let rejected = assert_events_match_model(limiter.ruleset(), events);
+    assert_eq!(rejected, 30);
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+const THREE_RULES: &str = r#"
+[[rule]]
+name = "client"
+key = ["ip", "to"]
+limits = "3/1m,10/1d"
+
+[[rule]]
+name = "number"
+key = ["to"]
+limits = "5/1m,20/1d"
+
+[[rule]]
+name = "source"
+key = ["ip"]
+limits = "20/1m,300/1d"
+"#;
+
+#[tokio::test]
+async fn with_the_seed_rule_beside_them_the_tightest_rule_wins_and_names_itself() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(THREE_RULES));
+    let mut tasks = Vec::new();
+    // Bombing: 20 IPs × 10 requests to one number. Pumping: one IP walks 50 numbers twice.
+    for i in 0..200 {
+        let (pool, limiter) = (pool.clone(), limiter.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = &pool.clients()[i % pool.clients().len()];
+            let ip = leak(format!("198.51.100.{}", 1 + i % 20));
+            let d = limiter
+                .decide(client, &request(ip, "+14155550100"))
+                .await
+                .unwrap();
+            ("bomb", d)
+        }));
+    }
+    for i in 0..100 {
+        let (pool, limiter) = (pool.clone(), limiter.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = &pool.clients()[i % pool.clients().len()];
+            let to = leak(format!("+1415555{:04}", 2000 + i % 50));
+            let d = limiter
+                .decide(client, &request("203.0.113.9", to))
+                .await
+                .unwrap();
+            ("pump", d)
+        }));
+    }
+    let mut accepted: HashMap<&str, usize> = HashMap::new();
+    let mut decisions = HashMap::new();
+    for task in tasks {
+        let (kind, d) = task.await.unwrap();
+        *accepted.entry(kind).or_default() += usize::from(d.outcome == Outcome::Accepted);
+        if d.outcome == Outcome::Rejected {
+            // The 429 names its rule's windows, and Retry-After is the longest of their waits.
+            let violated: Vec<_> = d.windows.iter().filter(|w| w.violated()).collect();
+            assert!(!violated.is_empty());
+            let expected_rule = if kind == "bomb" { "number" } else { "source" };
+            assert!(
+                violated.iter().any(|w| w.rule == expected_rule),
+                "{kind}: {violated:?}"
+            );
+            assert_eq!(
+                d.retry_after,
+                violated.iter().map(|w| w.retry_after).max().unwrap()
+            );
+        }
+        decisions.insert(d.id, d);
+    }
+    assert_eq!(
+        accepted["bomb"], 5,
+        "the number rule is the tightest for the bombing"
+    );
+    assert_eq!(
+        accepted["pump"], 20,
+        "the source rule is the tightest for the pumping"
+    );
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 300);
+    for (_, e) in &events {
+        let d = &decisions[&e.id];
+        assert_eq!(e.retry_after, d.retry_after);
+        let names: Vec<_> = d
+            .windows
+            .iter()
+            .filter(|w| w.violated())
+            .map(|w| w.name.clone())
+            .collect();
+        assert_eq!(e.violated, names);
+    }
+    assert_events_match_model(limiter.ruleset(), events);
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn ten_thousand_random_requests_over_three_rules_and_a_shadow_match_the_model() {
+    const POLICY: &str = r#"
+[[rule]]
+name = "client"
+key = ["ip", "to"]
+limits = "2/1s,5/3s"
+
+[[rule]]
+name = "number"
+key = ["to"]
+limits = "4/1s,12/1m"
+
+[[rule]]
+name = "source"
+key = ["ip"]
+limits = "5/1s,40/1m"
+
+[[rule]]
+name = "range"
+key = ["prefix"]
+prefix_digits = 5
+limits = "6/2s"
+mode = "shadow"
+"#;
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(POLICY));
+    let workers: Vec<_> = (0..32u64)
+        .map(|worker| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(worker);
+                let client = &pool.clients()[worker as usize % pool.clients().len()];
+                for _ in 0..313 {
+                    let ip: IpAddr = format!("10.0.0.{}", rng.random_range(1..=8))
+                        .parse()
+                        .unwrap();
+                    let to = [
+                        "+14155550100",
+                        "+14155550101",
+                        "+14165550102",
+                        "+447700900123",
+                        "+4915112345678",
+                        "+4915112345679",
+                    ][rng.random_range(0..6)];
+                    let req = SmsRequest {
+                        ip,
+                        ..request("10.0.0.1", to)
+                    };
+                    limiter.decide(client, &req).await.expect("decided");
+                    if rng.random_bool(0.05) {
+                        tokio::time::sleep(Duration::from_millis(rng.random_range(1..60))).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 32 * 313);
+    let by_rule = |prefix: &str| {
+        events
+            .iter()
+            .filter(|(_, e)| e.violated.iter().any(|v| v.starts_with(prefix)))
+            .count()
+    };
+    let (number, source) = (by_rule("number."), by_rule("source."));
+    let client = events
+        .iter()
+        .filter(|(_, e)| e.violated.iter().any(|v| !v.contains('.')))
+        .count();
+    let shadow = events
+        .iter()
+        .filter(|(_, e)| !e.shadow_violated.is_empty())
+        .count();
+    let rejected = assert_events_match_model(limiter.ruleset(), events);
+    assert!(
+        rejected > 1_000,
+        "the run must exercise rejections, saw {rejected}"
+    );
+    assert!(
+        client > 50 && number > 50 && source > 50 && shadow > 50,
+        "every rule must refuse: client {client}, number {number}, source {source}, shadow {shadow}"
+    );
+    drop_namespace(pool.next(), limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn addresses_of_one_ipv6_64_share_a_quota_and_other_64s_do_not() {
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = RateLimiter::new(
+        "3/1m".parse().unwrap(),
+        Layout::new(
+            format!("test-{}", uuid::Uuid::now_v7().simple()),
+            partitions(4),
+        ),
+    );
+    let mut accepted = 0;
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        for _ in 0..3 {
+            let d = limiter
+                .decide(redis, &request(ip, "+14155550123"))
+                .await
+                .unwrap();
+            accepted += usize::from(d.outcome == Outcome::Accepted);
+        }
+    }
+    assert_eq!(accepted, 3, "one /64 is one client");
+    let other = limiter
+        .decide(redis, &request("2001:db8:1:3::1", "+14155550123"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.outcome,
+        Outcome::Accepted,
+        "another /64 is another client"
+    );
+    assert_eq!(other.windows[0].remaining, 2);
+    let events = stream_events(redis, limiter.layout()).await;
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| e.client_key().starts_with("2001:db8:1:"))
+    );
+    assert_eq!(
+        events[0].1.client.as_deref(),
+        Some("2001:db8:1:2::/64|+14155550123")
+    );
+    drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn shadow_rules_never_refuse_but_count_and_record_what_they_would_have_refused() {
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter(
+        "[[rule]]\nname = \"number\"\nkey = [\"to\"]\nlimits = \"2/1m\"\nmode = \"shadow\"\n\n\
+         [[rule]]\nname = \"source\"\nkey = [\"ip\"]\nlimits = \"4/1m\"\n",
+    );
+    let mut shadowed = 0;
+    for _ in 0..4 {
+        let d = limiter
+            .decide(redis, &request("192.0.2.5", "+14155550177"))
+            .await
+            .unwrap();
+        assert_eq!(
+            d.outcome,
+            Outcome::Accepted,
+            "a shadow rule refuses nothing"
+        );
+        shadowed += usize::from(d.windows.iter().any(|w| w.shadow_violated));
+        assert!(!d.windows[0].enforced && d.windows[1].enforced);
+    }
+    assert_eq!(
+        shadowed, 2,
+        "the shadow rule would have refused the 3rd and the 4th"
+    );
+    let refused = limiter
+        .decide(redis, &request("192.0.2.5", "+14155550177"))
+        .await
+        .unwrap();
+    assert_eq!(refused.outcome, Outcome::Rejected);
+    let events = stream_events(redis, limiter.layout()).await;
+    assert_eq!(events[2].1.shadow_violated, ["number.1m"]);
+    assert_eq!(events[4].1.violated, ["source.1m"]);
+    assert_events_match_model(limiter.ruleset(), events);
+    drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn blocked_destinations_and_clients_consume_nothing_and_are_recorded_with_a_reason() {
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter(
+        "[[rule]]\nname = \"client\"\nkey = [\"ip\", \"to\"]\nlimits = \"3/1m\"\n\n\
+         [destinations]\ndeny_countries = [\"CU\"]\ndeny_number_types = [\"premium_rate\"]\n\n\
+         [clients]\ndeny = [\"192.0.2.0/24\"]\n",
+    );
+    let req = request("198.51.100.3", "+5352345678");
+    let cuba = Context {
+        destination: Destination {
+            country: Some("CU"),
+            number_type: Some("mobile"),
+        },
+        idempotency: None,
+    };
+    let premium = Context {
+        destination: Destination {
+            country: Some("US"),
+            number_type: Some("premium_rate"),
+        },
+        idempotency: None,
+    };
+    let fine = Context {
+        destination: Destination {
+            country: Some("US"),
+            number_type: Some("mobile"),
+        },
+        idempotency: None,
+    };
+    for (context, ip, reason) in [
+        (&cuba, "198.51.100.3", BlockReason::Country),
+        (&premium, "198.51.100.3", BlockReason::NumberType),
+        (&fine, "192.0.2.77", BlockReason::Client),
+    ] {
+        for _ in 0..4 {
+            let d = limiter
+                .decide_with(
+                    redis,
+                    &SmsRequest {
+                        ip: ip.parse().unwrap(),
+                        ..req.clone()
+                    },
+                    context,
+                )
+                .await
+                .unwrap();
+            assert_eq!(d.outcome, Outcome::Blocked);
+            assert_eq!(d.reason, Some(reason));
+            assert!(d.windows.is_empty());
+        }
+    }
+    // Nothing was consumed: the client still has its whole quota.
+    let d = limiter.decide_with(redis, &req, &fine).await.unwrap();
+    assert_eq!(d.outcome, Outcome::Accepted);
+    assert_eq!(d.windows[0].remaining, 2);
+    let mut events = stream_events(redis, limiter.layout()).await;
+    events.sort_by_key(|(_, e)| e.at_us);
+    assert_eq!(events.len(), 13);
+    let reasons: Vec<_> = events
+        .iter()
+        .filter_map(|(_, e)| e.reason.clone())
+        .collect();
+    assert_eq!(reasons.len(), 12);
+    assert!(
+        events
+            .iter()
+            .take(12)
+            .all(|(_, e)| e.outcome == Outcome::Blocked)
+    );
+    assert_eq!(events[0].1.reason.as_deref(), Some("destination-country"));
+    assert_eq!(events[0].1.country.as_deref(), Some("CU"));
+    drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_repeats_of_one_idempotency_key_make_exactly_one_decision() {
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(THREE_RULES));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let client = &pool.clients()[i % pool.clients().len()];
+                let context = Context {
+                    idempotency: Some(Idempotency {
+                        key: "order-4711",
+                        fingerprint: "f1",
+                    }),
+                    ..Context::default()
+                };
+                limiter
+                    .decide_with(client, &request("198.51.100.40", "+14155550140"), &context)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for t in tasks {
+        decisions.push(t.await.unwrap());
+    }
+    let first = decisions.iter().find(|d| !d.replayed).unwrap().clone();
+    assert_eq!(decisions.iter().filter(|d| !d.replayed).count(), 1);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.id == first.id && d.outcome == Outcome::Accepted)
+    );
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.stream_id == first.stream_id && d.at_us == first.at_us)
+    );
+    let redis = pool.next();
+    assert_eq!(
+        stream_events(redis, limiter.layout()).await.len(),
+        1,
+        "one decision, one event"
+    );
+    // The repeats consumed nothing: the next request without the key sees one use.
+    let next = limiter
+        .decide(redis, &request("198.51.100.40", "+14155550140"))
+        .await
+        .unwrap();
+    assert_eq!(next.windows[0].remaining, 1);
+    // The same key with another body is refused and records nothing.
+    let other = Context {
+        idempotency: Some(Idempotency {
+            key: "order-4711",
+            fingerprint: "f2",
+        }),
+        ..Context::default()
+    };
+    let conflict = limiter
+        .decide_with(redis, &request("198.51.100.40", "+14155550140"), &other)
+        .await;
+    assert!(
+        matches!(conflict, Err(LimiterError::IdempotencyConflict)),
+        "{conflict:?}"
+    );
+    assert_eq!(stream_events(redis, limiter.layout()).await.len(), 2);
+    drop_namespace(redis, limiter.layout()).await;
+}
