@@ -184,8 +184,10 @@ async fn projections_equal_the_model_after_random_requests() {
         .iter()
         .filter(|(_, _, e)| e.outcome == Outcome::Rejected)
         .count();
+    // 20 clients (5 IPs x 4 numbers) each admit at least their 2/1s burst, so a run that fits
+    // in one second rejects exactly 760: the bound is that, not a guess about the machine's speed.
     assert!(
-        rejected > 100 && rejected < 750,
+        rejected > 100 && rejected <= 760,
         "the run must mix outcomes: {rejected} rejected"
     );
     let app = app_at(&pool, &layout, expected.now_us).await;
