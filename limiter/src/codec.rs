@@ -26,6 +26,10 @@ pub struct PendingEvent<'a> {
     pub message: &'a str,
     pub segments: u32,
     pub policy: &'a str,
+    /// The client's `status_callback` URL; only the dispatcher reads it
+    /// ([`crate::delivery::Deliverable`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]

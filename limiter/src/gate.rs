@@ -124,6 +124,17 @@ impl RateLimiter {
         redis: &Client,
         request: &SmsRequest<'_>,
     ) -> Result<Decision, LimiterError> {
+        self.decide_with_callback(redis, request, None).await
+    }
+
+    /// [`Self::decide`], recording the client's `status_callback` URL with the decision so the
+    /// dispatcher reports every status change of the message there.
+    pub async fn decide_with_callback(
+        &self,
+        redis: &Client,
+        request: &SmsRequest<'_>,
+        status_callback: Option<&str>,
+    ) -> Result<Decision, LimiterError> {
         if !redis.is_connected() {
             return Err(LimiterError::Disconnected);
         }
@@ -139,6 +150,7 @@ impl RateLimiter {
             message: request.message,
             segments: request.segments,
             policy: &self.policy_text,
+            status_callback,
         });
         let quota = self.layout.quota(partition, &client);
         let stream = self.layout.stream(partition);

@@ -9,6 +9,8 @@
 //! - [`policy`]: `Policy` and `Window`, parsed from `SMSGATE_LIMITS` (`3/1m,10/1d`).
 //! - [`event`]: the `Event` recorded for every decision, and its `Outcome`.
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
+//! - [`delivery`]: delivery status events, their decoding beside decisions, and the message
+//!   state that `delivery.lua` changes atomically with the stream.
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the policy, the reference the script is tested and audited against.
@@ -17,6 +19,7 @@
 
 pub mod codec;
 pub mod connection;
+pub mod delivery;
 pub mod event;
 pub mod gate;
 pub mod json;
