@@ -15,6 +15,7 @@ use limiter::{Decision, LimiterError, Outcome, SmsRequest, WindowState};
 use serde::{Deserialize, Serialize};
 
 use crate::IngestState;
+use crate::callback::StatusCallback;
 use crate::message::Message;
 use crate::phone::PhoneNumber;
 use crate::problem::{ApiError, FieldError, Problem};
@@ -35,6 +36,8 @@ struct SmsBody {
     message: String,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    status_callback: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +121,17 @@ async fn handle(
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
+    let status_callback = body
+        .status_callback
+        .as_deref()
+        .map(|url| match state.status_callbacks {
+            true => StatusCallback::parse(url),
+            false => Err("status callbacks are not enabled here (no SMSGATE_CALLBACK_SECRET)"),
+        })
+        .transpose()
+        .map_err(|e| errors.push(FieldError::new("status_callback", e)))
+        .ok()
+        .flatten();
     let Some(message) = message.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Unprocessable { errors });
     };
@@ -133,7 +147,11 @@ async fn handle(
     let started = Instant::now();
     let decision = state
         .limiter
-        .decide(state.redis.next_connected(), &request)
+        .decide_with_callback(
+            state.redis.next_connected(),
+            &request,
+            status_callback.as_ref().map(StatusCallback::as_str),
+        )
         .await;
     metrics::histogram!(SCRIPT_DURATION).record(started.elapsed().as_secs_f64());
     let decision = decision.map_err(|e| match e {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use fred::clients::Client;
 use fred::interfaces::LuaInterface;
 use fred::types::Value;
+use limiter::delivery::{Record, StatusEvent, decode_record};
 use limiter::{Event, Outcome, codec};
 
 use crate::keys::{
@@ -47,6 +48,8 @@ pub struct Entry {
 pub enum Body {
     /// A decoded event and the exact bytes it was decoded from (kept as stored on the stream).
     Event { event: Box<Event>, raw: Bytes },
+    /// A delivery status change: counted per minute and status, never as a decision.
+    Status { event: Box<StatusEvent> },
     /// An entry that is not an event this code understands: it goes to the dead letters.
     Undecodable { raw: Bytes, error: String },
     /// A pending entry whose data was trimmed from the stream before it was read.
@@ -67,10 +70,13 @@ impl Entry {
                 raw: Bytes::new(),
                 error: format!("no `{}` field", codec::EVENT_FIELD),
             },
-            Some(raw) => match codec::decode(raw) {
-                Ok(event) => Body::Event {
+            Some(raw) => match decode_record(raw) {
+                Ok(Record::Decision(event)) => Body::Event {
                     event: Box::new(event),
                     raw: raw.clone(),
+                },
+                Ok(Record::Status(event)) => Body::Status {
+                    event: Box::new(event),
                 },
                 Err(e) => Body::Undecodable {
                     raw: raw.clone(),
@@ -166,6 +172,15 @@ pub async fn apply(
                 args.push(Value::from(event.client_key()));
                 args.push(Value::Bytes(member.into()));
                 args.push(Value::from(event.to.as_str()));
+            }
+            Body::Status { event } => {
+                args.push(Value::from("s"));
+                args.push(Value::from(second_of(event.at_us)));
+                args.push(Value::from(minute_of(event.at_us)));
+                args.push(Value::from(day_of(event.at_us)));
+                args.push(Value::from(0));
+                args.push(Value::from(event.status.as_str()));
+                args.extend(["", ""].map(Value::from));
             }
             Body::Undecodable { raw, error } => {
                 args.push(Value::from("d"));

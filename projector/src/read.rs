@@ -338,3 +338,41 @@ pub async fn client_usage(
         })
         .collect())
 }
+
+/// `(minute number, count per delivery status)` for the `minutes` minutes up to and including
+/// the current one, oldest first, summed over partitions; statuses in [`DeliveryStatus::ALL`]
+/// order.
+pub async fn delivery_per_minute(
+    redis: &Client,
+    layout: &Layout,
+    now_us: i64,
+    minutes: i64,
+) -> Result<Vec<(i64, [u64; 7])>, fred::error::Error> {
+    use limiter::delivery::DeliveryStatus;
+    let last = minute_of(now_us);
+    let first = last - minutes + 1;
+    if minutes < 1 {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<String> = (first..=last)
+        .flat_map(|m| DeliveryStatus::ALL.map(|s| format!("{m}:{}", s.as_str())))
+        .collect();
+    let per_partition = try_join_all(PartitionKeys::all(layout).into_iter().map(|k| {
+        let fields = fields.clone();
+        async move {
+            redis
+                .hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields)
+                .await
+        }
+    }))
+    .await?;
+    let mut out: Vec<(i64, [u64; 7])> = (first..=last).map(|m| (m, [0; 7])).collect();
+    for values in per_partition {
+        for (i, value) in values.into_iter().enumerate() {
+            if let Some(slot) = out.get_mut(i / 7) {
+                slot.1[i % 7] += value.unwrap_or(0);
+            }
+        }
+    }
+    Ok(out)
+}
