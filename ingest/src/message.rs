@@ -17,6 +17,30 @@ pub enum MessageError {
     Empty,
     #[error("the message is {0} characters long; at most {MAX_CHARS} are allowed")]
     TooLong(usize),
+    #[error("{0}")]
+    Control(ControlCharacter),
+}
+
+/// A control character where text is expected: newline and tab are text, every other C0 or C1
+/// control (NUL, carriage return, escape, …) is refused, so nothing downstream (the archive,
+/// a terminal, a log line, the provider) meets a byte it may choke on or be steered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("contains the control character U+{:04X} at character {position}; only newline and tab are allowed", u32::from(*.character))]
+pub struct ControlCharacter {
+    pub character: char,
+    /// Counted in characters from 0.
+    pub position: usize,
+}
+
+/// The first control character of `text` other than newline and tab.
+pub fn find_control(text: &str) -> Option<ControlCharacter> {
+    text.chars()
+        .enumerate()
+        .find(|&(_, c)| c.is_control() && c != '\n' && c != '\t')
+        .map(|(position, character)| ControlCharacter {
+            character,
+            position,
+        })
 }
 
 impl Message {
@@ -27,6 +51,9 @@ impl Message {
         let chars = text.chars().count();
         if chars > MAX_CHARS {
             return Err(MessageError::TooLong(chars));
+        }
+        if let Some(control) = find_control(&text) {
+            return Err(MessageError::Control(control));
         }
         let segments = segments(&text);
         Ok(Self { text, segments })
@@ -111,5 +138,31 @@ mod tests {
         );
         let longest = Message::parse("x".repeat(MAX_CHARS)).unwrap();
         assert_eq!(longest.segments(), 11);
+    }
+
+    #[test]
+    fn control_characters_other_than_newline_and_tab_are_refused() {
+        assert!(Message::parse("line one\nline two\tand a tab".into()).is_ok());
+        for (text, code, position) in [
+            ("nul\u{0}here", 0x00, 3),
+            ("cr\r\n", 0x0D, 2),
+            ("\u{1b}[31mred", 0x1B, 0),
+            ("del\u{7f}", 0x7F, 3),
+            ("c1 \u{85}", 0x85, 3),
+            ("form\u{c}feed", 0x0C, 4),
+        ] {
+            match Message::parse(text.into()) {
+                Err(MessageError::Control(c)) => {
+                    assert_eq!(
+                        (u32::from(c.character), c.position),
+                        (code, position),
+                        "{text:?}"
+                    );
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        let detail = Message::parse("a\u{0}".into()).unwrap_err().to_string();
+        assert!(detail.contains("U+0000"), "{detail}");
     }
 }

@@ -105,7 +105,7 @@ async fn handle(
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| too_large)?;
+        .map_err(|e| body_error(e, too_large))?;
     let body = parse_body(&bytes)?;
 
     let to = PhoneNumber::parse(&body.to).map_err(|e| ApiError::bad_field("to", e))?;
@@ -166,6 +166,20 @@ async fn handle(
     Ok(respond(&decision, &to, message.segments()))
 }
 
+/// Over the limit is a 413; a body cut off or too slow to arrive (the server's body timeout)
+/// is the client's fault too, but not its size.
+fn body_error(error: axum::Error, too_large: ApiError) -> ApiError {
+    let source = error.into_inner();
+    if source.is::<http_body_util::LengthLimitError>() {
+        too_large
+    } else {
+        ApiError::BadRequest {
+            detail: format!("the request body could not be read: {source}"),
+            errors: vec![],
+        }
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -218,6 +232,9 @@ fn parse_body(bytes: &[u8]) -> Result<SmsBody, ApiError> {
 
 /// A sender is an alphanumeric ID (1–11 characters, as carriers allow) or a phone number.
 fn parse_sender(from: &str) -> Result<String, FieldError> {
+    if let Some(control) = crate::message::find_control(from) {
+        return Err(FieldError::new("from", format!("the sender {control}")));
+    }
     let from = from.trim();
     if from.starts_with('+') {
         return PhoneNumber::parse(from)
@@ -343,5 +360,7 @@ mod tests {
         assert!(parse_sender("").is_err());
         assert!(parse_sender("TwelveCharsX").is_err());
         assert!(parse_sender("Acme<script>").is_err());
+        assert!(parse_sender("Acme\u{b}").is_err());
+        assert!(parse_sender("+1 415 555 0123\u{0}").is_err());
     }
 }

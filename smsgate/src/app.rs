@@ -6,20 +6,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::any;
 use fred::clients::Pool;
-use ingest::{ApiError, IngestState};
+use ingest::{ApiError, IngestState, TrustedProxies};
 use limiter::RateLimiter;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, AdminToken};
-use crate::cli::Settings;
+use crate::auth::{self, AdminToken, Auth, Sessions, Throttle};
+use crate::cli::{ServerLimits, Settings};
 use crate::health::{self, HealthState};
 use crate::roles::{self, RoleContext};
-use crate::{dashboard, telemetry};
+use crate::{dashboard, server, telemetry};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,21 +67,20 @@ impl Roles {
 pub struct App {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
+
+/// The largest request body any route reads (`POST /api/sms` has its own, smaller limit).
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How long in-flight requests and workers get to finish after a stop signal.
 const GRACE: Duration = Duration::from_secs(10);
 
 impl App {
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
-        if !settings.listen.ip().is_loopback() && settings.admin_token.is_none() {
-            anyhow::bail!(
-                "refusing to listen on {} without SMSGATE_ADMIN_TOKEN: the operator API would be open to the network",
-                settings.listen
-            );
-        }
+        let token = admin_token(&settings)?;
         let metrics = telemetry::prometheus();
         telemetry::record_build_info(roles.name());
         let redis = connect_redis(&settings.redis_url).await?;
@@ -110,18 +110,28 @@ impl App {
             postgres = postgres.or(parts.postgres);
         }
 
-        let token = AdminToken::new(settings.admin_token.clone());
+        let auth = Auth {
+            token,
+            sessions: Sessions::new(
+                redis.clone(),
+                settings.namespace.clone(),
+                settings.session_ttl,
+            ),
+            throttle: Throttle::new(redis.clone(), settings.namespace.clone()),
+            proxies: Arc::new(settings.trusted_proxies.clone()),
+        };
         operator = operator
             .merge(health::metrics_router(metrics))
-            .route_layer(from_fn_with_state(token.clone(), auth::require_admin));
+            .route_layer(from_fn_with_state(auth.clone(), auth::require_admin));
         let router = Router::new()
             .merge(public)
             .merge(operator)
-            .merge(auth::router(token))
+            .merge(auth::router(auth))
             .merge(health::router(HealthState { redis, postgres }))
             .route("/api/{*rest}", any(|| async { ApiError::NotFound }))
             .route_layer(from_fn(ingest::telemetry::track_http))
-            .merge(dashboard::router(&settings.dashboard_dir));
+            .merge(dashboard::router(&settings.dashboard_dir))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -129,6 +139,7 @@ impl App {
         Ok(Self {
             listener,
             router,
+            limits: settings.server.clone(),
             shutdown,
             tasks,
         })
@@ -154,6 +165,7 @@ impl App {
         let Self {
             listener,
             router,
+            limits,
             shutdown,
             tasks,
         } = self;
@@ -166,12 +178,7 @@ impl App {
             }
         });
         tracing::info!(addr = %listener.local_addr()?, "smsgate listening");
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(server::serve(listener, router, limits, signal));
         shutdown.cancelled().await;
         tasks.close();
         let drained = tokio::time::timeout(GRACE, async {
@@ -184,6 +191,37 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The admin token in force. Without one the operator API is open, which is allowed only on
+/// a loopback address with no proxy in front (a proxy makes a loopback bind public).
+fn admin_token(settings: &Settings) -> anyhow::Result<AdminToken> {
+    let (token, weak) = match AdminToken::judge(settings.admin_token.as_ref()) {
+        Ok(token) => (token, None),
+        Err(weak) => (AdminToken::none(), Some(weak)),
+    };
+    if token.is_set() {
+        return Ok(token);
+    }
+    let why = weak.map_or_else(
+        || "SMSGATE_ADMIN_TOKEN is not set".to_owned(),
+        |w| w.to_string(),
+    );
+    if !settings.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} without an admin token ({why}): the operator API would be open to the network",
+            settings.listen
+        );
+    }
+    if settings.trusted_proxies != TrustedProxies::default() {
+        anyhow::bail!(
+            "refusing to serve behind SMSGATE_TRUSTED_PROXIES without an admin token ({why}): the proxy would open the operator API to its clients"
+        );
+    }
+    if let Some(weak) = weak {
+        tracing::warn!(reason = %weak, "the admin token is ignored; the operator API is open on loopback");
+    }
+    Ok(token)
 }
 
 async fn connect_redis(url: &str) -> anyhow::Result<Pool> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ingest::TrustedProxies;
 use limiter::Policy;
+use secrecy::SecretString;
 
 #[derive(Debug, Parser)]
 #[command(name = "smsgate", version, about = "A rate-limited SMS gateway")]
@@ -79,14 +80,20 @@ pub struct Settings {
     /// Prefix of every Redis key.
     #[arg(long, env = "SMSGATE_NAMESPACE", default_value = limiter::Layout::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Required by the operator API when set; required to listen on a non-loopback address.
-    #[arg(long, env = "SMSGATE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    /// Required by the operator API when set; required to listen on a non-loopback address
+    /// or behind trusted proxies. Empty, example or shorter than 16 characters is no token.
+    #[arg(long, env = "SMSGATE_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_token: Option<SecretString>,
+    /// How long a dashboard login lasts.
+    #[arg(long, env = "SMSGATE_SESSION_TTL", default_value = "12h", value_parser = parse_interval)]
+    pub session_ttl: Duration,
     /// CIDR list of proxies whose `X-Forwarded-For` is believed.
     #[arg(long, env = "SMSGATE_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,
     #[arg(long, env = "SMSGATE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub partitions: u16,
+    #[command(flatten)]
+    pub server: ServerLimits,
     /// The built dashboard (`npm --prefix dashboard run build`).
     #[arg(long, env = "SMSGATE_DASHBOARD_DIR", default_value = "dashboard/dist")]
     pub dashboard_dir: PathBuf,
@@ -156,6 +163,28 @@ fn parse_cidrs(text: &str) -> Result<CidrList, String> {
         .map(CidrList)
 }
 
+/// What one client may hold of the HTTP server: slow or idle connections are closed, and the
+/// server takes at most so many connections and requests at once.
+#[derive(Clone, Debug, Args)]
+pub struct ServerLimits {
+    /// A request's header must arrive within this; an idle keep-alive connection is closed
+    /// after it too.
+    #[arg(long, env = "SMSGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this.
+    #[arg(long, env = "SMSGATE_BODY_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub body_timeout: Duration,
+    /// A response must start within this (a live feed, once started, runs on).
+    #[arg(long, env = "SMSGATE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_interval)]
+    pub request_timeout: Duration,
+    /// Open connections at most; more wait in the listen queue.
+    #[arg(long, env = "SMSGATE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests handled at once at most; more wait for a turn (within the request timeout).
+    #[arg(long, env = "SMSGATE_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+}
+
 impl Settings {
     pub fn layout(&self) -> limiter::Layout {
         limiter::Layout::new(self.namespace.clone(), self.partitions)
@@ -170,6 +199,11 @@ impl Settings {
         }
         Only::parse_from(["smsgate"]).settings
     }
+}
+
+/// Kept secret from here on: clap's own `Debug` of the settings shows `[REDACTED]`.
+fn parse_secret(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(text))
 }
 
 /// `10m`, `30s`, `1h`; a bare number is seconds.

@@ -8,7 +8,8 @@
 //! - [`cli`]: the command line and its settings (every flag also an environment variable).
 //! - [`telemetry`]: logging and the Prometheus recorder.
 //! - [`app`]: `App`: connects, composes the routers of the chosen roles, serves, shuts down.
-//! - [`auth`]: the admin token: bearer or session cookie, login and logout.
+//! - [`auth`]: the admin token, server-side sessions, login and logout, throttled failures.
+//! - [`server`]: the accept loop: header, body and request timeouts, connection and request caps.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`dashboard`]: the built React dashboard at `/`.
 //! - [`roles`]: how each role is started inside `App`.
@@ -23,6 +24,7 @@ pub mod dashboard;
 pub mod health;
 pub mod replay;
 pub mod roles;
+pub mod server;
 pub mod telemetry;
 
 pub use app::{App, Roles};

@@ -183,6 +183,8 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     // Loopback is 127.0.0.0/8: the "proxy" connects from 127.0.0.2, everyone else from 127.0.0.1.
     let app = TestApp::spawn(Roles::INGEST, |s| {
         s.trusted_proxies = ingest::TrustedProxies::parse("127.0.0.2/32").unwrap();
+        // Behind a proxy the operator routes need a token.
+        s.admin_token = Some(support::ADMIN_TOKEN.into());
     })
     .await;
     let post = |client: &reqwest::Client, xff: String| {
@@ -437,26 +439,8 @@ async fn every_bad_input_is_a_problem_naming_its_field_and_costs_nothing() {
     ];
     assert!(cases.len() >= 20);
     for (name, content_type, body, status, field) in cases {
-        let mut request = app.http.post(app.url("/api/sms")).body(body);
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), status, "{name}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{name}"
-        );
-        let problem: Value = response.json().await.unwrap();
-        assert_eq!(problem["status"], status, "{name}");
-        assert!(
-            problem["title"].is_string() && problem["detail"].is_string(),
-            "{name}"
-        );
-        if let Some(field) = field {
-            assert_eq!(problem["errors"][0]["field"], field, "{name}: {problem}");
-        }
+        let response = app.post_raw("/api/sms", content_type, body).await;
+        support::expect_problem(response, status, field, name).await;
     }
     assert!(
         app.events().await.is_empty(),
@@ -542,16 +526,11 @@ async fn health_metrics_and_unknown_routes() {
 
 #[tokio::test]
 async fn the_operator_surface_needs_the_admin_token_when_one_is_set() {
-    let app = TestApp::spawn(Roles::INGEST, |s| s.admin_token = Some("s3cret".into())).await;
-    let session: Value = app
-        .http
-        .get(app.url("/api/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = TestApp::spawn(Roles::INGEST, |s| {
+        s.admin_token = Some(support::ADMIN_TOKEN.into())
+    })
+    .await;
+    let session: Value = app.get_json("/api/session").await;
     assert_eq!(
         session,
         json!({"auth_required": true, "authenticated": false})
@@ -567,13 +546,13 @@ async fn the_operator_surface_needs_the_admin_token_when_one_is_set() {
     let login = app
         .http
         .post(app.url("/api/login"))
-        .json(&json!({"token": "s3cret"}))
+        .json(&json!({"token": support::ADMIN_TOKEN}))
         .send()
         .await
         .unwrap();
     assert_eq!(login.status(), StatusCode::NO_CONTENT);
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    assert!(cookie.contains("HttpOnly") && !cookie.contains("s3cret"));
+    assert!(cookie.contains("HttpOnly") && !cookie.contains(support::ADMIN_TOKEN));
     let pair = cookie.split(';').next().unwrap().to_owned();
     let session: Value = app
         .http
@@ -607,7 +586,7 @@ async fn serving_beyond_loopback_without_a_token_is_refused() {
             .to_string()
             .contains("SMSGATE_ADMIN_TOKEN")
     );
-    settings.admin_token = Some("t".into());
+    settings.admin_token = Some(support::ADMIN_TOKEN.into());
     settings.redis_url = support::redis_url();
     assert!(smsgate::App::build(settings, Roles::INGEST).await.is_ok());
 }

@@ -22,7 +22,10 @@ const OPERATOR_ROUTES: &[&str] = &[
 
 #[tokio::test]
 async fn every_operator_route_needs_the_token_when_one_is_configured() {
-    let app = TestApp::spawn(Roles::ALL, |s| s.admin_token = Some("s3cret".into())).await;
+    let app = TestApp::spawn(Roles::ALL, |s| {
+        s.admin_token = Some(support::ADMIN_TOKEN.into())
+    })
+    .await;
     for route in OPERATOR_ROUTES {
         let anonymous = app.http.get(app.url(route)).send().await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{route}");
@@ -41,7 +44,7 @@ async fn every_operator_route_needs_the_token_when_one_is_configured() {
         let admitted = app
             .http
             .get(app.url(route))
-            .bearer_auth("s3cret")
+            .bearer_auth(support::ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
@@ -50,7 +53,7 @@ async fn every_operator_route_needs_the_token_when_one_is_configured() {
     let login = app
         .http
         .post(app.url("/api/login"))
-        .json(&json!({"token": "s3cret"}))
+        .json(&json!({"token": support::ADMIN_TOKEN}))
         .send()
         .await
         .unwrap();

@@ -153,7 +153,7 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
         &["archiver"],
         &[
             ("SMSGATE_LISTEN", &listen),
-            ("SMSGATE_ADMIN_TOKEN", "s3cret"),
+            ("SMSGATE_ADMIN_TOKEN", "test-admin-token-0123456789abcdef"),
         ],
     ));
     let http = reqwest::Client::new();
@@ -196,11 +196,14 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
     .fetch_one(&pg)
     .await
     .unwrap();
-    let history: Value = get("/api/history?bucket=hour", Some("s3cret"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get(
+        "/api/history?bucket=hour",
+        Some("test-admin-token-0123456789abcdef"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(history["bucket"], "hour");
     let buckets = history["buckets"].as_array().unwrap();
     assert!((24..=25).contains(&buckets.len()), "{}", buckets.len());
@@ -219,7 +222,7 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
     assert!(starts[0].ends_with(":00:00Z"));
     let days: Value = get(
         "/api/history?bucket=day&since=2020-01-01T00:00:00Z&until=2020-01-04T00:00:00Z",
-        Some("s3cret"),
+        Some("test-admin-token-0123456789abcdef"),
     )
     .await
     .json()
@@ -235,7 +238,7 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ahead: Value = get(
         &format!("/api/history?bucket=hour&since={since}&until={until}"),
-        Some("s3cret"),
+        Some("test-admin-token-0123456789abcdef"),
     )
     .await
     .json()
@@ -257,7 +260,11 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
             .unwrap();
     assert!(!recorded.is_empty());
     for route in ["/api/audit?to=%2B14155550003", "/api/audit?to=+14155550003"] {
-        let audit: Value = get(route, Some("s3cret")).await.json().await.unwrap();
+        let audit: Value = get(route, Some("test-admin-token-0123456789abcdef"))
+            .await
+            .json()
+            .await
+            .unwrap();
         let ids: Vec<&str> = audit["events"]
             .as_array()
             .unwrap()
@@ -266,11 +273,14 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
             .collect();
         assert_eq!(ids, recorded, "{route}");
     }
-    let limited: Value = get("/api/audit?to=%2B14155550003&limit=2", Some("s3cret"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let limited: Value = get(
+        "/api/audit?to=%2B14155550003&limit=2",
+        Some("test-admin-token-0123456789abcdef"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let newest: Vec<&str> = limited["events"]
         .as_array()
         .unwrap()
@@ -290,7 +300,7 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
         ("/api/history?bucket=week", "bucket"),
         ("/api/history?since=yesterday", "since"),
     ] {
-        let bad = get(route, Some("s3cret")).await;
+        let bad = get(route, Some("test-admin-token-0123456789abcdef")).await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{route}");
         assert_eq!(bad.headers()["content-type"], "application/problem+json");
         let body: Value = bad.json().await.unwrap();

@@ -19,6 +19,9 @@ use limiter::{Event, Layout, codec};
 use smsgate::{App, Roles, Settings};
 use tokio_util::sync::CancellationToken;
 
+/// An admin token the server takes as one (16 characters or more, not an example value).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -110,6 +113,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` and parses the answer as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// POSTs `body` as is to `path`, with `content_type` when given.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn redis(&self) -> Pool {
         limiter::connection::connect(&self.settings.redis_url, 1, Duration::from_secs(5))
             .await
@@ -152,6 +175,32 @@ impl TestApp {
         let pool = self.redis().await;
         drop_namespace(pool.next(), &self.settings.namespace).await;
     }
+}
+
+/// Asserts that `response` is a problem+json document with `status`, naming `field` when
+/// given (`name` says which case failed); returns the document.
+pub async fn expect_problem(
+    response: reqwest::Response,
+    status: u16,
+    field: Option<&str>,
+    name: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "{name}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{name}"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], status, "{name}");
+    assert!(
+        problem["title"].is_string() && problem["detail"].is_string(),
+        "{name}"
+    );
+    if let Some(field) = field {
+        assert_eq!(problem["errors"][0]["field"], field, "{name}: {problem}");
+    }
+    problem
 }
 
 pub fn free_port() -> u16 {
