@@ -71,21 +71,13 @@ pub struct Row {
 }
 
 impl Row {
-    /// Checks everything Postgres would refuse, so one bad event is dead-lettered alone instead
-    /// of failing its whole batch: NUL characters (not storable in `text`), window names with a
-    /// comma (the insert ships `violated` comma-joined), numbers out of column range.
+    /// Checks what no row can hold, so one bad event is dead-lettered alone instead of failing
+    /// its whole batch: window names with a comma (the insert ships `violated` comma-joined),
+    /// numbers out of column range. Text is kept as it is; the store writes what Postgres
+    /// `text` can hold (see `store::storable`).
     pub fn new(partition: u16, stream_id: &str, event: limiter::Event) -> Result<Self, String> {
         let at = DateTime::from_timestamp_micros(event.at_us)
             .ok_or_else(|| format!("decision time {} µs is out of range", event.at_us))?;
-        let texts = [&event.to, &event.message, &event.policy]
-            .into_iter()
-            .chain(event.from.as_ref())
-            .chain(event.violated.iter());
-        for text in texts {
-            if text.contains('\0') {
-                return Err("a text field contains a NUL character".into());
-            }
-        }
         if event
             .violated
             .iter()
@@ -264,14 +256,13 @@ mod tests {
                 .to_row()
                 .is_err()
         );
+        // A NUL is text like any other here: the store makes it storable.
         let nul = Event {
             message: "a\0b".into(),
             ..event()
         };
-        let reason = entry(Payload::Event(codec::encode(&nul)))
-            .to_row()
-            .unwrap_err();
-        assert!(reason.contains("NUL"), "{reason}");
+        let row = entry(Payload::Event(codec::encode(&nul))).to_row().unwrap();
+        assert_eq!(row.message, "a\0b");
         let far = Event {
             at_us: i64::MAX,
             ..event()

@@ -1,6 +1,7 @@
 //! Postgres: creating and migrating the archive database, and the set-based insert of one
 //! batch. Queries are checked at runtime (`sqlx::query`), so the crate builds without a database.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -89,6 +90,27 @@ FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $
 ON CONFLICT (id) DO NOTHING
 "#;
 
+/// `text` as Postgres can hold it. A Postgres `text` cannot hold U+0000 and everything else it
+/// can, so each NUL is written as U+FFFD (the replacement character) and every other character
+/// as it is: an accepted event is archived, never dead-lettered for its encoding. (Ingest
+/// refuses control characters at the door; this covers events recorded before it did.)
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// One text column of `rows`, storable.
+fn column<'a>(rows: &'a [Row], field: impl Fn(&'a Row) -> &'a str) -> Vec<Cow<'a, str>> {
+    rows.iter().map(|r| storable(field(r))).collect()
+}
+
+fn as_strs<'a>(column: &'a [Cow<'a, str>]) -> Vec<&'a str> {
+    column.iter().map(AsRef::as_ref).collect()
+}
+
 /// Inserts `rows` in one transaction with one statement (arrays unnested server-side) and
 /// returns how many were new; rows already archived (a redelivery) are skipped by the primary
 /// key. Nothing is visible, and nothing may be acked, unless this returns `Ok`.
@@ -96,6 +118,17 @@ pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError
     if rows.is_empty() {
         return Ok(0);
     }
+    let to = column(rows, |r| &r.to);
+    let from: Vec<Option<Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.from.as_deref().map(storable))
+        .collect();
+    let message = column(rows, |r| &r.message);
+    let violated: Vec<String> = rows
+        .iter()
+        .map(|r| storable(&r.violated.join(",")).into_owned())
+        .collect();
+    let policy = column(rows, |r| &r.policy);
     let mut tx = pg.begin().await?;
     let inserted = sqlx::query(INSERT)
         .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -108,21 +141,28 @@ pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError
         .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.at_us).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.ip).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.to.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.from.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+        .bind(as_strs(&to))
+        .bind(from.iter().map(Option::as_deref).collect::<Vec<_>>())
+        .bind(as_strs(&message))
         .bind(rows.iter().map(|r| r.segments).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.outcome).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.violated.join(","))
-                .collect::<Vec<_>>(),
-        )
+        .bind(violated)
         .bind(rows.iter().map(|r| r.retry_after).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.policy.as_str()).collect::<Vec<_>>())
+        .bind(as_strs(&policy))
         .execute(&mut *tx)
         .await?
         .rows_affected();
     tx.commit().await?;
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_nul_is_rewritten() {
+        assert!(matches!(storable("plain ✓ text\n"), Cow::Borrowed(_)));
+        assert_eq!(storable("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+    }
 }

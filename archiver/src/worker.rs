@@ -67,6 +67,9 @@ enum Source {
 struct Batch {
     partition: u16,
     rows: Vec<Row>,
+    /// The entry each row was decoded from, index for index: a row Postgres refuses goes to
+    /// the dead letters with its original payload.
+    sources: Vec<StreamEntry>,
     dead: Vec<DeadLetter>,
     /// Every entry id of the batch, in stream order: all of them are acked together.
     ids: Vec<String>,
@@ -418,6 +421,7 @@ impl Archiver {
         let mut batch = Batch {
             partition,
             rows: Vec::with_capacity(entries.len()),
+            sources: Vec::with_capacity(entries.len()),
             dead: Vec::new(),
             ids: entries.iter().map(|e| e.id.clone()).collect(),
             read_at,
@@ -431,7 +435,10 @@ impl Archiver {
                 continue;
             }
             match entry.to_row() {
-                Ok(row) => batch.rows.push(row),
+                Ok(row) => {
+                    batch.rows.push(row);
+                    batch.sources.push(entry);
+                }
                 Err(reason) => batch.dead.push(DeadLetter { entry, reason }),
             }
         }
@@ -513,32 +520,39 @@ impl Archiver {
         }
         let mut inserted = 0;
         let mut kept = Vec::with_capacity(batch.rows.len());
-        for row in std::mem::take(&mut batch.rows) {
+        let mut kept_sources = Vec::with_capacity(batch.rows.len());
+        let mut pairs = std::mem::take(&mut batch.rows)
+            .into_iter()
+            .zip(std::mem::take(&mut batch.sources));
+        while let Some((row, source)) = pairs.next() {
             match store::insert_rows(&self.pg, std::slice::from_ref(&row)).await {
                 Ok(n) => {
                     inserted += n;
                     kept.push(row);
+                    kept_sources.push(source);
                 }
                 Err(e) if e.is_transient() => {
                     metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+                    // The whole batch stays in hand, the rows not tried yet included: its ids
+                    // are acked together once it is in.
                     kept.push(row);
+                    kept_sources.push(source);
+                    for (row, source) in pairs {
+                        kept.push(row);
+                        kept_sources.push(source);
+                    }
                     batch.rows = kept;
+                    batch.sources = kept_sources;
                     return Err(e);
                 }
-                Err(e) => {
-                    let entry = StreamEntry {
-                        partition: batch.partition,
-                        id: row.stream_id.clone(),
-                        payload: crate::entry::Payload::NoEventField,
-                    };
-                    batch.dead.push(DeadLetter {
-                        entry,
-                        reason: format!("refused by postgres: {e}"),
-                    });
-                }
+                Err(e) => batch.dead.push(DeadLetter {
+                    entry: source,
+                    reason: format!("refused by postgres: {e}"),
+                }),
             }
         }
         batch.rows = kept;
+        batch.sources = kept_sources;
         Ok(inserted)
     }
 

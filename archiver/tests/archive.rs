@@ -212,19 +212,25 @@ async fn corrupt_entries_go_to_the_dead_letter_stream_and_the_rest_flows_on() {
         ..h.config("a")
     });
     let report = archiver.drain().await.unwrap();
-    assert_eq!(report.inserted, 200);
-    assert_eq!(report.dead_lettered, 3);
-    assert_eq!(h.rows().await, 200);
+    // The event with a NUL is an event: archived with what Postgres text can hold.
+    assert_eq!(report.inserted, 201);
+    assert_eq!(report.dead_lettered, 2);
+    assert_eq!(h.rows().await, 201);
+    let stored: String = sqlx::query_scalar("SELECT message FROM sms_events WHERE id = $1")
+        .bind(nul.id)
+        .fetch_one(&h.pg)
+        .await
+        .unwrap();
+    assert_eq!(stored, "nul \u{FFFD} inside");
 
     let dead = h.dead_letters(0).await;
-    assert_eq!(dead.len(), 3);
+    assert_eq!(dead.len(), 2);
     let reasons: Vec<String> = dead
         .iter()
         .map(|d| String::from_utf8_lossy(&d["reason"]).into_owned())
         .collect();
     assert!(reasons[0].contains("undecodable"), "{reasons:?}");
     assert!(reasons[1].contains("no `e` field"), "{reasons:?}");
-    assert!(reasons[2].contains("NUL"), "{reasons:?}");
     assert_eq!(dead[0]["payload"], garbage, "the raw payload is kept");
     assert!(dead.iter().all(|d| d["group"] == b"archiver"));
     assert!(dead.iter().all(|d| d["stream_id"].contains(&b'-')));
@@ -233,6 +239,48 @@ async fn corrupt_entries_go_to_the_dead_letter_stream_and_the_rest_flows_on() {
         0,
         "dead letters are acked: nothing holds the stream"
     );
+}
+
+#[tokio::test]
+async fn a_row_postgres_refuses_is_dead_lettered_with_its_original_payload() {
+    let h = Harness::new(1).await;
+    let stream = h.layout.stream(0);
+    h.decide(20).await;
+    // A constraint of the test's own makes Postgres refuse one row for real.
+    sqlx::query(
+        "ALTER TABLE sms_events ADD CONSTRAINT refused_by_test CHECK (message <> 'refuse me')",
+    )
+    .execute(&h.pg)
+    .await
+    .unwrap();
+    let mut refused = h.stream_events().await.into_values().next().unwrap();
+    refused.id = uuid::Uuid::now_v7();
+    refused.message = "refuse me".into();
+    let payload = codec::encode(&refused);
+    let _: String = h
+        .client()
+        .xadd(
+            &stream,
+            false,
+            None,
+            "*",
+            vec![("e", Value::Bytes(payload.clone().into()))],
+        )
+        .await
+        .unwrap();
+    h.decide(20).await;
+
+    let report = h.archiver(h.config("a")).drain().await.unwrap();
+    assert_eq!((report.inserted, report.dead_lettered), (40, 1));
+    let dead = h.dead_letters(0).await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&dead[0]["reason"]).contains("refused by postgres"),
+        "{:?}",
+        String::from_utf8_lossy(&dead[0]["reason"])
+    );
+    assert_eq!(dead[0]["payload"], payload, "the original payload is kept");
+    assert_eq!(codec::decode(&dead[0]["payload"]).unwrap(), refused);
 }
 
 #[tokio::test]

@@ -45,6 +45,9 @@ const NUMBER = `+1415${rand(200, 999)}${String(rand(0, 9999)).padStart(4, '0')}`
 const results = [];
 /** @type {string[]} */
 const pageErrors = [];
+/** What Chromium refused under the server's Content-Security-Policy. */
+/** @type {string[]} */
+const cspViolations = [];
 /** When the 429 came back, in ms: the violation must be on the overview 2 s later. */
 let rejectedAt = 0;
 
@@ -52,7 +55,9 @@ let rejectedAt = 0;
 function watch(page, name) {
   page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
   page.on('console', (msg) => {
-    if (msg.type() === 'error') console.log(`  [${name} console] ${msg.text()}`);
+    if (msg.type() !== 'error') return;
+    console.log(`  [${name} console] ${msg.text()}`);
+    if (msg.text().includes('Content Security Policy')) cspViolations.push(`${name}: ${msg.text()}`);
   });
 }
 
@@ -96,7 +101,9 @@ async function main() {
     [
       'open the dashboard (and log in when a token is set)',
       async () => {
-        await page.goto(`${BASE}/`);
+        const response = await page.goto(`${BASE}/`);
+        const csp = (await response?.allHeaders())?.['content-security-policy'] ?? '';
+        if (!csp.includes("frame-ancestors 'none'")) throw new Error(`no Content-Security-Policy on /: "${csp}"`);
         const login = page.getByRole('heading', { name: 'Sign in to smsgate' });
         const overview = page.getByRole('heading', { level: 1, name: 'Overview', exact: true });
         await login.or(overview).waitFor();
@@ -218,6 +225,12 @@ async function main() {
       'no uncaught errors in the page',
       async () => {
         if (pageErrors.length) throw new Error(pageErrors.join('\n'));
+      },
+    ],
+    [
+      'nothing the dashboard loads or runs violates its Content-Security-Policy',
+      async () => {
+        if (cspViolations.length) throw new Error(cspViolations.join('\n'));
       },
     ],
   ];

@@ -73,7 +73,7 @@ pub struct App {
 }
 
 /// The largest request body any route reads (`POST /api/sms` has its own, smaller limit).
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How long in-flight requests and workers get to finish after a stop signal.
 const GRACE: Duration = Duration::from_secs(10);

@@ -1,5 +1,6 @@
 //! The React dashboard, served from its built folder with a fallback to `index.html` for
-//! client-side routes. When it has not been built, `/` says how to build it.
+//! client-side routes. When it has not been built, `/` says how to build it (unstyled: the
+//! Content-Security-Policy of every response allows no inline style).
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use axum::response::Html;
 use tower_http::services::{ServeDir, ServeFile};
 
 const NOT_BUILT: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>smsgate</title></head><body style="font-family:sans-serif;max-width:40rem;margin:4rem auto">
+<title>smsgate</title></head><body>
 <h1>smsgate is running</h1><p>The dashboard has not been built. Build it with</p>
 <pre>npm --prefix dashboard ci &amp;&amp; npm --prefix dashboard run build</pre>
 <p>then reload. The API is up: try <code>GET /api/stats</code> or <code>GET /healthz</code>.</p>

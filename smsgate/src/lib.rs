@@ -10,6 +10,7 @@
 //! - [`app`]: `App`: connects, composes the routers of the chosen roles, serves, shuts down.
 //! - [`auth`]: the admin token, server-side sessions, login and logout, throttled failures.
 //! - [`server`]: the accept loop: header, body and request timeouts, connection and request caps.
+//! - [`problems`]: every error as problem+json; the security headers of every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`dashboard`]: the built React dashboard at `/`.
 //! - [`roles`]: how each role is started inside `App`.
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod dashboard;
 pub mod health;
+pub mod problems;
 pub mod replay;
 pub mod roles;
 pub mod server;

@@ -7,7 +7,9 @@
 //!   that trickles in a byte at a time is cut off as well);
 //! - a response must start within the request timeout;
 //! - at most `max_connections` connections are open (the next waits in the listen queue) and
-//!   at most `max_in_flight` requests are handled at once (the next waits for a turn).
+//!   at most `max_in_flight` requests are handled at once (the next waits for a turn);
+//! - every error leaves as problem+json and every response with the security headers
+//!   ([`problems`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
+use axum::middleware::from_fn;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -28,6 +32,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 
 use crate::cli::ServerLimits;
+use crate::problems;
 
 /// The largest request head accepted (request line and headers), in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -41,6 +46,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let service = ServiceBuilder::new()
+        .layer(from_fn(problems::finish))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
@@ -79,17 +85,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let per_request =
-            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                let service = service.clone();
-                async move {
-                    let response = service.oneshot(request).await?;
-                    Ok::<_, Infallible>(response)
-                }
-            });
+        let per_request = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            let service = service.clone();
+            async move {
+                let response = service.oneshot(request).await?;
+                Ok::<_, Infallible>(response)
+            }
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
         tokio::spawn(async move {
             if let Err(e) = connection.await {

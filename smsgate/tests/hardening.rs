@@ -497,3 +497,60 @@ async fn requests_beyond_the_in_flight_limit_wait_for_a_turn() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_error_on_every_route_is_problem_json() {
+    let roles = Roles {
+        archiver: false,
+        ..Roles::ALL
+    };
+    let app = TestApp::spawn(roles, |s| s.admin_token = Some(ADMIN_TOKEN.into())).await;
+    let cases = [
+        (Method::GET, "/api/sms", 405),
+        (Method::DELETE, "/healthz", 405),
+        (Method::PUT, "/api/stats", 405),
+        (Method::GET, "/api/login", 405),
+        (Method::GET, "/api/no-such-route", 404),
+        // A path parameter that is not UTF-8: axum's own rejection.
+        (Method::GET, "/api/clients/%FF/%2B14155550123", 400),
+        (Method::from_bytes(b"MADEUP").unwrap(), "/healthz", 405),
+    ];
+    for (method, path, status) in cases {
+        let name = format!("{method} {path}");
+        let response = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        support::expect_problem(response, status, None, &name).await;
+    }
+    let huge = format!(r#"{{"token": "{}"}}"#, "x".repeat(100 * 1024));
+    let response = app
+        .post_raw("/api/login", Some("application/json"), huge)
+        .await;
+    support::expect_problem(response, 413, None, "a huge login body").await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn dashboard_responses_carry_the_security_headers() {
+    let dist = std::env::temp_dir().join(format!("smsgate-dist-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(dist.join("assets")).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    std::fs::write(dist.join("assets/app.js"), "export {};").unwrap();
+    let dir = dist.clone();
+    let app = TestApp::spawn(Roles::INGEST, |s| s.dashboard_dir = dir).await;
+    for path in ["/", "/assets/app.js", "/history", "/api/no-such-route"] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
+    app.cleanup().await;
+    let _ = std::fs::remove_dir_all(dist);
+}

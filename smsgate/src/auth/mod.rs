@@ -250,6 +250,9 @@ fn login_rejection(rejection: &JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
         JsonRejection::JsonDataError(_) => ApiError::bad_field("token", rejection.body_text()),
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: crate::app::MAX_BODY_BYTES,
+        },
         _ => ApiError::BadRequest {
             detail: rejection.body_text(),
             errors: vec![],
