@@ -13,6 +13,7 @@
 //! - [`bucket`]: the Redis token bucket behind `SMSGATE_PROVIDER_TPS`.
 //! - [`dispatch`]: `Dispatcher`: admit, attempt, record, retry with backoff, expire.
 //! - [`callbacks`]: signed, SSRF-checked client callbacks with retries.
+//! - [`role`]: `Deliver`, the consumer engine's role for the group `dispatcher`.
 //! - [`http`]: `GET /api/sms/{id}` and `POST /api/providers/twilio/status`.
 //! - [`telemetry`]: metric names.
 
@@ -22,11 +23,13 @@ pub mod dispatch;
 pub mod http;
 pub mod log;
 pub mod provider;
+pub mod role;
 pub mod telemetry;
 pub mod twilio;
 
 pub use dispatch::{DispatchError, Dispatcher, DispatcherConfig, StepOutcome};
 pub use provider::{Accepted, Outbound, Provider, SendError};
+pub use role::Deliver;
 
 /// The consumer group of the dispatcher.
 pub const GROUP: &str = "dispatcher";

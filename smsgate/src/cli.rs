@@ -39,6 +39,8 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run only the dispatcher: accepted SMS to the provider, status back onto the stream.
+    Dispatcher(Settings),
     /// Print events in order from the archive and the stream's tail (JSON lines or a table).
     Replay {
         #[command(flatten)]
