@@ -353,6 +353,10 @@ pub fn live_stream(feed: &LiveFeed) -> impl Stream<Item = Result<SseEvent, Infal
                     Ok(SseEvent::default().event("stats").data(&*json)),
                     (receiver, connected),
                 )),
+                Ok(LiveMessage::Status(json)) => Some((
+                    Ok(SseEvent::default().event("status").data(&*json)),
+                    (receiver, connected),
+                )),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "dropping a live client that fell behind");
                     None
