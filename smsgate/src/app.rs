@@ -262,7 +262,7 @@ async fn ingest_router(settings: &Settings, redis: Pool) -> Router {
         limiter: Arc::new(limiter),
         redis,
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
-        status_callbacks: settings.delivery.callback_secret.is_some(),
+        status_callbacks: crate::cli::given(&settings.delivery.callback_secret).is_some(),
     })
 }
 

@@ -148,6 +148,13 @@ pub struct DeliverySettings {
     pub public_url: Option<String>,
 }
 
+/// An optional setting given as an empty string (`VAR=` in an env file, `${VAR:-}` in Compose) is
+/// not given: clap hands it over as `Some("")`, and an empty secret must never sign or verify
+/// anything (an HMAC with an empty key is one anybody can compute).
+pub fn given(value: &Option<String>) -> Option<&String> {
+    value.as_ref().filter(|v| !v.is_empty())
+}
+
 /// A comma-separated list of CIDRs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CidrList(pub Vec<ipnet::IpNet>);

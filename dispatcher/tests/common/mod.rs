@@ -266,7 +266,12 @@ impl FaultProxy {
     pub async fn start(upstream: &str) -> Self {
         let state = ProxyState {
             upstream: upstream.to_owned(),
-            http: reqwest::Client::new(),
+            // A fresh connection per request: reusing one Prism (Node) is closing as idle
+            // resets it, which would be the proxy's fault, not the provider's.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             fault: Arc::new(Mutex::new((Fault::Pass, None))),
             seen: Arc::new(Mutex::new(Vec::new())),
         };

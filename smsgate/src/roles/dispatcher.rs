@@ -20,23 +20,21 @@ use fred::clients::Pool;
 use limiter::delivery::DeliveryStore;
 
 use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
-use crate::cli::{DeliverySettings, Settings};
+use crate::cli::{DeliverySettings, Settings, given};
 
 /// The provider `settings` name, checked for the variables it needs.
 pub fn provider(settings: &DeliverySettings) -> anyhow::Result<Arc<dyn Provider>> {
     match settings.provider.as_str() {
         "twilio" => {
-            let sid = settings
-                .twilio_account_sid
-                .clone()
+            let sid = given(&settings.twilio_account_sid)
+                .cloned()
                 .context("SMSGATE_PROVIDER=twilio needs TWILIO_ACCOUNT_SID")?;
-            let token = settings
-                .twilio_auth_token
-                .clone()
+            let token = given(&settings.twilio_auth_token)
+                .cloned()
                 .context("SMSGATE_PROVIDER=twilio needs TWILIO_AUTH_TOKEN")?;
             let sender = match (
-                &settings.twilio_from,
-                &settings.twilio_messaging_service_sid,
+                given(&settings.twilio_from),
+                given(&settings.twilio_messaging_service_sid),
             ) {
                 (_, Some(service)) => Sender::MessagingService(service.clone()),
                 (Some(from), None) => Sender::From(from.clone()),
@@ -44,9 +42,7 @@ pub fn provider(settings: &DeliverySettings) -> anyhow::Result<Arc<dyn Provider>
                     "SMSGATE_PROVIDER=twilio needs TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID"
                 ),
             };
-            let status_callback = settings
-                .public_url
-                .as_ref()
+            let status_callback = given(&settings.public_url)
                 .map(|url| format!("{}{TWILIO_STATUS_PATH}", url.trim_end_matches('/')));
             let provider = TwilioProvider::new(TwilioConfig {
                 account_sid: sid,
@@ -64,7 +60,7 @@ pub fn provider(settings: &DeliverySettings) -> anyhow::Result<Arc<dyn Provider>
 }
 
 fn callbacks(settings: &DeliverySettings) -> Option<CallbackSender> {
-    settings.callback_secret.as_ref().map(|secret| {
+    given(&settings.callback_secret).map(|secret| {
         CallbackSender::new(CallbackConfig {
             secret: secret.clone(),
             allow: settings.callback_allow.0.clone(),
@@ -77,12 +73,11 @@ fn callbacks(settings: &DeliverySettings) -> Option<CallbackSender> {
 /// `GET /api/sms/{id}` and `POST /api/providers/twilio/status`.
 pub fn public_routes(settings: &Settings, redis: Pool) -> Router {
     let delivery = &settings.delivery;
-    let twilio = delivery
-        .twilio_auth_token
-        .clone()
+    let twilio = given(&delivery.twilio_auth_token)
+        .cloned()
         .map(|auth_token| TwilioReceipts {
             auth_token,
-            public_url: delivery.public_url.clone(),
+            public_url: given(&delivery.public_url).cloned(),
         });
     dispatcher::http::router(DeliveryApi {
         redis,
