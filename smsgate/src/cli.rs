@@ -223,3 +223,39 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     limiter::policy::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration like 30s, 10m or 1h"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Delivery {
+        #[command(flatten)]
+        delivery: DeliverySettings,
+    }
+
+    #[test]
+    fn an_empty_optional_setting_is_not_given() {
+        assert_eq!(given(&None), None);
+        assert_eq!(given(&Some(String::new())), None);
+        assert_eq!(given(&Some("s3cret".into())), Some(&"s3cret".to_owned()));
+    }
+
+    #[test]
+    fn an_empty_callback_secret_or_twilio_token_from_the_environment_is_none() {
+        // What `${SMSGATE_CALLBACK_SECRET:-}` in docker-compose.yml hands the process.
+        let settings = <Delivery as clap::Parser>::try_parse_from([
+            "smsgate",
+            "--callback-secret",
+            "",
+            "--twilio-auth-token",
+            "",
+        ])
+        .unwrap()
+        .delivery;
+        assert_eq!(settings.callback_secret.as_deref(), Some(""));
+        assert_eq!(given(&settings.callback_secret), None);
+        assert_eq!(given(&settings.twilio_auth_token), None);
+    }
+}
