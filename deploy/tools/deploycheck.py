@@ -50,7 +50,7 @@ REQUIRED_SERVICES = SMSGATE_ROLES | {
 }
 # Secrets only some deployments need (the twilio provider's token) may default to empty;
 # every other secret is required. Neither may ever be a literal.
-OPTIONAL_SECRETS = {"TWILIO_AUTH_TOKEN"}
+OPTIONAL_SECRETS = {"TWILIO_AUTH_TOKEN", "SMSGATE_CALLBACK_SECRET"}
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET|_PASS$", re.I)
 REQUIRED_PANELS = [
     "Request rate by outcome",
