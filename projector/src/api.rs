@@ -221,6 +221,7 @@ async fn delivery_stats(
     let now_us = state.now_us();
     let per_minute =
         read::delivery_per_minute(state.redis.next(), &state.layout, now_us, minutes).await?;
+    let backlog = read::delivery_backlog(state.redis.next(), &state.layout).await?;
     let statuses = limiter::delivery::DeliveryStatus::ALL;
     let mut totals = [0u64; 7];
     let rows: Vec<serde_json::Value> = per_minute
@@ -247,6 +248,7 @@ async fn delivery_stats(
         "now": limiter::json::rfc3339_micros(now_us),
         "totals": totals,
         "per_minute": rows,
+        "backlog": backlog,
     })))
 }
 

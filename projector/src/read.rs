@@ -376,3 +376,41 @@ pub async fn delivery_per_minute(
     }
     Ok(out)
 }
+
+/// What the dispatcher still has to do: entries its consumer group has not settled (decisions
+/// not yet taken on), the age of the oldest, and messages on the retry schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DeliveryBacklog {
+    pub entries: u64,
+    pub oldest_seconds: f64,
+    pub scheduled: u64,
+}
+
+/// Measures [`DeliveryBacklog`] on every partition (read-only: the engine's measurement script
+/// without trimming, and ZCARD of the schedule).
+pub async fn delivery_backlog(
+    redis: &Client,
+    layout: &Layout,
+) -> Result<DeliveryBacklog, fred::error::Error> {
+    let store = limiter::delivery::DeliveryStore::new(layout.clone());
+    let mut backlog = DeliveryBacklog::default();
+    for partition in 0..layout.partitions() {
+        let stream = layout.stream(partition);
+        let group = eventlog::Group {
+            stream: &stream,
+            group: DISPATCHER_GROUP,
+        };
+        let state = group.maintain(redis, false).await.map_err(|e| match e {
+            eventlog::LogError::Redis(e) => e,
+            other => fred::error::Error::new(fred::error::ErrorKind::Unknown, other.to_string()),
+        })?;
+        backlog.entries += state.lag();
+        backlog.oldest_seconds = backlog.oldest_seconds.max(state.oldest_age.as_secs_f64());
+        backlog.scheduled += redis.zcard::<u64, _>(store.schedule_key(partition)).await?;
+    }
+    Ok(backlog)
+}
+
+/// The dispatcher's consumer group (the `dispatcher` crate's `GROUP`; the projector does not
+/// depend on the dispatcher).
+const DISPATCHER_GROUP: &str = "dispatcher";

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use fred::interfaces::StreamsInterface;
+use fred::interfaces::{SortedSetsInterface, StreamsInterface};
 use limiter::delivery::{
     Admission, Change, Deliverable, DeliveryStatus, DeliveryStore, Schedule, StatusEvent, now_us,
 };
@@ -116,5 +116,31 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
     assert_eq!(at(DeliveryStatus::Sent), 3);
     assert_eq!(at(DeliveryStatus::Delivered), 1);
     assert_eq!(at(DeliveryStatus::Failed), 0);
+
+    // The dispatcher's backlog: nothing before its group exists; once it does (created at the
+    // start of the stream, as a first dispatcher would), every entry it has not settled.
+    let none = projector::read::delivery_backlog(pool.next(), &layout)
+        .await
+        .unwrap();
+    assert_eq!(none.entries, 0);
+    let _: () = pool
+        .next()
+        .xgroup_create(layout.stream(0), "dispatcher", "0", false)
+        .await
+        .unwrap();
+    let backlog = projector::read::delivery_backlog(pool.next(), &layout)
+        .await
+        .unwrap();
+    assert_eq!(
+        backlog.entries, length,
+        "no entry settled by the dispatcher yet"
+    );
+    assert!(backlog.oldest_seconds >= 0.0);
+    let scheduled: u64 = pool
+        .next()
+        .zcard(DeliveryStore::new(layout.clone()).schedule_key(0))
+        .await
+        .unwrap();
+    assert_eq!(backlog.scheduled, scheduled);
     drop_namespace(pool.next(), &layout).await;
 }
