@@ -31,34 +31,69 @@
 //!   retries it with backoff) or [`ApplyError::Poison`] (the engine retries the entries one at a
 //!   time; one that still fails stays pending until the delivery cap dead-letters it).
 //!
+//! A role whose effect is outside Redis (a provider call, a database commit) acks only after
+//! that effect has happened, and sorts failures into the three answers the engine knows: the
+//! dependency is down (retry the batch), this entry can never succeed (dead-letter it, payload
+//! kept), or this entry should be tried again later (keep it pending, capped by
+//! `max_deliveries`). Entries are redelivered after a crash between the effect and the ack, so
+//! the effect must be idempotent per entry (here: the event id is the provider's idempotency key).
+//!
 //! ```no_run
-//! use eventlog::{ApplyError, Batch, Consumer, ConsumerConfig, Role, Verdict};
+//! use eventlog::{ApplyError, Batch, Consumer, ConsumerConfig, ConsumerName, Role, Verdict};
+//! use limiter::Outcome;
 //!
-//! struct Printer;
+//! /// What a provider call can answer (a real one wraps an HTTP client).
+//! enum Sent { Ok, Refused(String), TryLater }
+//! struct Provider;
+//! impl Provider {
+//!     async fn send(&self, _key: uuid::Uuid, _to: &str, _text: &str) -> Result<Sent, std::io::Error> {
+//!         Ok(Sent::Ok)
+//!     }
+//! }
 //!
-//! impl Role for Printer {
-//!     const GROUP: &'static str = "printer";
+//! struct Dispatcher { provider: Provider }
+//!
+//! impl Role for Dispatcher {
+//!     const GROUP: &'static str = "dispatcher";
 //!
 //!     async fn apply(&self, batch: &Batch) -> Result<Verdict, ApplyError> {
+//!         // Ack everything not set aside below, once this function returns Ok.
 //!         let mut verdict = Verdict::ack_rest();
+//!         let mut sent = 0;
 //!         for entry in &batch.entries {
-//!             if entry.event.message.is_empty() {
-//!                 verdict.dead_letter(entry, "nothing to print");
-//!                 continue;
+//!             if entry.event.outcome != Outcome::Accepted {
+//!                 continue; // nothing to send: acked with the rest
 //!             }
-//!             println!("{} {}: {}", entry.partition, entry.id, entry.event.message);
+//!             let e = &entry.event;
+//!             match self.provider.send(e.id, &e.to, &e.message).await {
+//!                 Ok(Sent::Ok) => sent += 1,
+//!                 Ok(Sent::Refused(why)) => verdict.dead_letter(entry, why),
+//!                 Ok(Sent::TryLater) => verdict.keep(entry),
+//!                 // The provider is unreachable: the engine holds this batch (renewing its
+//!                 // lease so nobody claims it) and calls apply again with the same batch.
+//!                 // Entries already sent are sent again then: the idempotency key makes
+//!                 // that harmless.
+//!                 Err(down) => return Err(ApplyError::outage(down)),
+//!             }
 //!         }
-//!         Ok(verdict.applied(batch.entries.len() as u64))
+//!         Ok(verdict.applied(sent))
 //!     }
 //! }
 //!
 //! # async fn run(redis: fred::clients::Pool, shutdown: tokio_util::sync::CancellationToken) {
 //! let layout = limiter::Layout::new("smsgate", 4);
-//! let consumer = Consumer::new(Printer, redis, layout, ConsumerConfig::new("printer-host-0"));
-//! // Tests drive `consumer.try_process_batch()` one step at a time instead.
+//! let role = Dispatcher { provider: Provider };
+//! let consumer = Consumer::new(role, redis, layout, ConsumerConfig::new("dispatcher-host-0"));
+//! // Tests drive `consumer.try_process_batch()` (one step) or `consumer.drain()` instead.
 //! consumer.run_until_stopped(shutdown).await;
 //! # }
 //! ```
+//!
+//! A role whose effect is in Redis itself can settle atomically with it instead
+//! ([`Verdict::settled_by_role`], as the projector's apply-and-ack script does), and a role
+//! that cannot tell one bad entry from a bad batch returns [`ApplyError::Poison`] and lets the
+//! engine retry the entries one at a time. In production the consumer's name comes from
+//! [`ConsumerName`], which stays the same across restarts of the same slot on the same host.
 //!
 //! # Layout
 //! - [`StreamId`] (`id`): `<ms>-<seq>`, ordered, with a fixed-width lex form.
