@@ -146,7 +146,10 @@ async fn a_dispatcher_killed_under_load_duplicates_at_most_what_was_in_flight() 
         "killed after {sent_before} sends; states at the kill {before:?}; in flight {in_flight}; \
          duplicates sent {duplicates}; final {finals}/{MESSAGES}"
     );
-    assert_eq!(finals, MESSAGES, "every accepted message ends in a final status");
+    assert_eq!(
+        finals, MESSAGES,
+        "every accepted message ends in a final status"
+    );
     assert_eq!(per_id.len(), MESSAGES, "every message reached the provider");
     assert!(
         duplicates <= in_flight,
