@@ -115,7 +115,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A problem details document; extension members go beside the standard ones.
+/// A problem details document (RFC 9457); extension members go beside the standard ones:
+/// `errors` (the fields at fault), `retry_after`, and per route more (see each response).
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]

@@ -11,6 +11,7 @@
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
+//! - [`openapi`]: the problem+json schema and error responses every crate's routes share.
 //! - [`model`]: a pure-Rust model of the policy, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
 //! - [`connection`]: Redis pools that reconnect forever and never retry a command.
@@ -22,6 +23,7 @@ pub mod gate;
 pub mod json;
 pub mod layout;
 pub mod model;
+pub mod openapi;
 pub mod policy;
 
 pub use event::{Event, Outcome};

@@ -1,7 +1,9 @@
-//! The operator API: `/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live` and
-//! `/api/openapi.json`. No authentication here: the binary wraps this router in its admin-token
-//! layer, so the rule lives in one place for every operator route.
+//! The operator API: `/api/stats`, `/api/events`, `/api/clients/{ip}/{to}` and `/api/live`,
+//! each described for OpenAPI by its handler ([`ApiDoc`]). No authentication here: the binary
+//! wraps this router in its admin-token layer, so the rule lives in one place for every
+//! operator route.
 
+use limiter::openapi::{InvalidParameter, TokenProblems, Unavailable};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -24,9 +26,6 @@ use crate::json::{ClientJson, EventsJson, StatsJson};
 use crate::keys::{DAY_SPAN, MINUTE_SPAN, StreamId};
 use crate::live::{LiveFeed, LiveMessage};
 use crate::read::{self, EventList};
-
-/// The OpenAPI 3.1 document of every route in `docs/operator-api.md`.
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 pub const DEFAULT_EVENTS_LIMIT: usize = 50;
 pub const MAX_EVENTS_LIMIT: usize = 1_000;
@@ -76,8 +75,36 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(events))
         .route("/api/clients/{ip}/{to}", get(client))
         .route("/api/live", get(live))
-        .route("/api/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// The OpenAPI description of the operator routes here, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(stats, events, client, live),
+    components(schemas(crate::json::StatsTick, limiter::Outcome))
+)]
+pub struct ApiDoc;
+
+/// Which kind of message a live event carries.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LiveEventName {
+    /// `data` is an Event.
+    Sms,
+    /// `data` is a StatsTick.
+    Stats,
+}
+
+/// One server-sent event of `/api/live`, as [`live_stream`] writes it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LiveEvent {
+    event: LiveEventName,
+    /// The message as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// One field of a rejected request.
@@ -96,6 +123,7 @@ pub enum ApiError {
     Unavailable(#[from] fred::error::Error),
 }
 
+/// A problem details document (RFC 9457), described by [`limiter::openapi::ProblemSchema`].
 #[derive(Serialize)]
 struct Problem {
     #[serde(rename = "type")]
@@ -180,6 +208,23 @@ fn int_param(
         })
 }
 
+/// Totals, per-minute counts, top offenders and the policy in force.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "operator",
+    params(
+        ("minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "per-minute buckets to return (default 60)"),
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "adds `per_day` with this many days"),
+    ),
+    responses(
+        (status = 200, body = StatsJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn stats(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -211,6 +256,24 @@ async fn stats(
     )))
 }
 
+/// Recent events (or only violations), newest first, paged with `before`.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "operator",
+    params(
+        ("outcome" = Option<limiter::Outcome>, Query, description = "only accepted events, or only violations"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "events per page (default 50)"),
+        ("before" = Option<String>, Query, pattern = "^([0-9]+-[0-9]+)?$", description = "the `next_before` of the previous page (empty: the first page)"),
+    ),
+    responses(
+        (status = 200, body = EventsJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn events(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -245,6 +308,23 @@ async fn events(
     Ok(Json(EventsJson::new(&page)).into_response())
 }
 
+/// One client's usage of every window now.
+#[utoipa::path(
+    get,
+    path = "/api/clients/{ip}/{to}",
+    tag = "operator",
+    params(
+        ("ip" = inline(limiter::json::IpAddrSchema), Path, description = "the client's IPv4 or IPv6 address"),
+        ("to" = String, Path, pattern = "^\\+[0-9]{2,15}$", description = "the number in E.164"),
+    ),
+    responses(
+        (status = 200, body = ClientJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn client(
     State(state): State<ApiState>,
     Path((ip, to)): Path<(String, String)>,
@@ -271,10 +351,17 @@ async fn client(
     Ok(Json(ClientJson::new(ip, to, windows)))
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
-}
-
+/// Server-sent events: `sms` (an Event) for every decision, `stats` (a StatsTick) every second.
+#[utoipa::path(
+    get,
+    path = "/api/live",
+    tag = "operator",
+    responses(
+        (status = 200, description = "an event stream of `sms` (Event) and `stats` (StatsTick) events", content_type = "text/event-stream", body = LiveEvent),
+        TokenProblems,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn live(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

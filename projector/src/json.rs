@@ -18,7 +18,8 @@ pub fn rfc3339_secs(secs: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Counts)]
 pub struct CountsJson {
     pub accepted: u64,
     pub rejected: u64,
@@ -33,7 +34,8 @@ impl From<Counts> for CountsJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Totals)]
 pub struct TotalsJson {
     pub last_minute: CountsJson,
     pub last_hour: CountsJson,
@@ -51,7 +53,7 @@ impl From<&Totals> for TotalsJson {
 }
 
 /// The `stats` event of `/api/live`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsTick {
     pub now: String,
     pub totals: TotalsJson,
@@ -66,42 +68,49 @@ impl StatsTick {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PolicyWindow)]
 pub struct PolicyWindowJson {
     pub name: String,
     pub limit: u32,
     pub window_seconds: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MinuteBucket)]
 pub struct MinuteJson {
     pub minute: String,
     pub accepted: u64,
     pub rejected: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DayBucket)]
 pub struct DayJson {
     pub day: String,
     pub accepted: u64,
     pub rejected: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TopClient)]
 pub struct TopClientJson {
+    #[schema(value_type = limiter::json::IpAddrSchema)]
     pub ip: IpAddr,
     pub to: String,
     pub rejections: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TopNumber)]
 pub struct TopNumberJson {
     pub to: String,
     pub rejections: u64,
 }
 
 /// `GET /api/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Stats)]
 pub struct StatsJson {
     pub now: String,
     pub policy: Vec<PolicyWindowJson>,
@@ -167,7 +176,8 @@ impl StatsJson {
 }
 
 /// `GET /api/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = EventPage)]
 pub struct EventsJson<'a> {
     pub events: Vec<EventJson<'a>>,
     pub next_before: Option<String>,
@@ -186,7 +196,8 @@ impl<'a> EventsJson<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ClientWindow)]
 pub struct WindowUsageJson {
     pub name: String,
     pub limit: u32,
@@ -196,8 +207,10 @@ pub struct WindowUsageJson {
 }
 
 /// `GET /api/clients/{ip}/{to}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ClientUsage)]
 pub struct ClientJson {
+    #[schema(value_type = limiter::json::IpAddrSchema)]
     pub ip: IpAddr,
     pub to: String,
     pub windows: Vec<WindowUsageJson>,

@@ -20,7 +20,7 @@ use crate::auth::{self, AdminToken, Auth, Sessions, Throttle};
 use crate::cli::{ServerLimits, Settings};
 use crate::health::{self, HealthState};
 use crate::roles::{self, RoleContext};
-use crate::{dashboard, server, telemetry};
+use crate::{dashboard, openapi, server, telemetry};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +122,7 @@ impl App {
         };
         operator = operator
             .merge(health::metrics_router(metrics))
+            .merge(openapi::router(roles))
             .route_layer(from_fn_with_state(auth.clone(), auth::require_admin));
         let router = Router::new()
             .merge(public)

@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// Load generator: drives the API (or the script straight at Redis) and prints figures.
     Bench(crate::bench::BenchArgs),
+    /// Print the OpenAPI document of `smsgate serve` (what `GET /api/openapi.json` serves).
+    Openapi,
 }
 
 /// Settings shared by every role.

@@ -11,8 +11,9 @@ use axum::routing::get;
 use fred::clients::Pool;
 use fred::interfaces::ClientLike;
 use ingest::ApiError;
+use limiter::openapi::{ProblemSchema, TokenProblems};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
+use serde::Serialize;
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -24,12 +25,33 @@ pub struct HealthState {
 /// `/healthz` and `/readyz`.
 pub fn router(state: HealthState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(value_type = String, pattern = "^ready$")]
+    pub status: &'static str,
+    /// `ok`, or why Redis cannot be reached.
+    pub redis: String,
+    /// For roles that use Postgres: `ok`, or why it cannot be reached.
+    pub postgres: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)), security(()))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// `/metrics`, for the operator routes.
@@ -39,7 +61,18 @@ pub fn metrics_router(metrics: PrometheusHandle) -> Router {
         .with_state(metrics)
 }
 
-async fn readyz(State(state): State<HealthState>) -> Response {
+/// Redis answers (and Postgres, for roles that use it).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, body = Ready),
+        (status = 503, description = "a backend is unreachable", body = ProblemSchema, content_type = "application/problem+json", headers(("Retry-After" = u64))),
+    ),
+    security(())
+)]
+pub async fn readyz(State(state): State<HealthState>) -> Response {
     let redis = match state.redis.next_connected().ping::<String>(None).await {
         Ok(_) => "ok".to_owned(),
         Err(e) => e.to_string(),
@@ -53,14 +86,30 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     };
     let ready = redis == "ok" && postgres.as_deref().is_none_or(|p| p == "ok");
     if ready {
-        axum::Json(json!({"status": "ready", "redis": redis, "postgres": postgres})).into_response()
+        axum::Json(Ready {
+            status: "ready",
+            redis,
+            postgres,
+        })
+        .into_response()
     } else {
         tracing::warn!(%redis, ?postgres, "not ready");
         ApiError::Unavailable { retry_after: 1 }.into_response()
     }
 }
 
-async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
+/// Prometheus metrics (names in `docs/metrics.md`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operator",
+    responses(
+        (status = 200, description = "the Prometheus text format", body = String, content_type = "text/plain"),
+        TokenProblems,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+pub async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
