@@ -144,7 +144,7 @@ async fn fill(redis: &Pool, layout: &Layout, events: usize) -> Result<Vec<Row>, 
                     vec![(codec::EVENT_FIELD, Value::Bytes(bytes.into()))],
                 )
                 .await?;
-            rows.push(Row::new(p, "0-0", event).map_err(ArchiverError::Reply)?);
+            rows.push(Row::new(p, "0-0", &event).map_err(ArchiverError::Reply)?);
         }
         let _: Vec<Value> = pipeline.all().await?;
     }

@@ -16,6 +16,14 @@ pub enum ArchiverError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    #[error(transparent)]
+    Log(#[from] eventlog::LogError),
+}
+
+impl From<eventlog::BadStreamId> for ArchiverError {
+    fn from(e: eventlog::BadStreamId) -> Self {
+        Self::Reply(e.to_string())
+    }
 }
 
 impl ArchiverError {

@@ -10,10 +10,10 @@
 //! # Layout
 //! - [`config`]: `ArchiverConfig`, the knobs of the worker, and the fault-injection points tests use.
 //! - [`error`]: `ArchiverError`, and how a Postgres error is classified (outage vs bad data).
-//! - [`entry`]: the wire side: stream replies ⇄ `StreamEntry`, and an entry → the `Row` to insert.
+//! - [`entry`]: a decoded entry → the `Row` to insert.
 //! - [`store`]: Postgres: create + migrate the database, the set-based insert of one batch.
-//! - [`streams`]: Redis: the consumer group, reads, claims, acks, dead letters, lag and trimming.
-//! - [`worker`]: `Archiver`: `run_until_stopped` → `drain` → `try_process_batch() -> Outcome`.
+//! - [`worker`]: `Archiver`, the archive role on the `eventlog` engine (which reads, claims,
+//!   caps, dead-letters, acks and trims): `run_until_stopped` → `drain` → `try_process_batch`.
 //! - [`metrics`]: the metric names this crate exports (see `docs/metrics.md`).
 //! - [`bench`]: the archive benchmark behind `smsgate bench --mode archive`.
 //! - [`replay`]: the replay reader: archive and stream merged, every event once, in order.
@@ -35,7 +35,6 @@ pub mod metrics;
 pub mod replay;
 pub mod replay_bench;
 pub mod store;
-pub mod streams;
 pub mod worker;
 
 pub use config::{ArchiverConfig, FaultPause, FaultPoint};

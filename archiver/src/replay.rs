@@ -20,26 +20,26 @@
 //! Memory is bounded by the page sizes, never by the range: nothing is collected.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+pub use eventlog::StreamId;
+use eventlog::{Decoded, RawEntry, Script, parse_xread, read_groups, read_waiting};
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
+use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
 use futures::Stream;
 use limiter::event::SCHEMA_VERSION;
-use limiter::{Event, Layout, Outcome, codec};
+use limiter::{Event, Layout, Outcome};
 use sqlx::{PgPool, Row as _};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::entry::{self, Payload};
 use crate::error::ArchiverError;
 
-const PAGE_LUA: &str = include_str!("replay_page.lua");
+static PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replay_page.lua")));
 
 /// Rows per archive page (one query each).
 pub const ARCHIVE_PAGE: usize = 5_000;
@@ -52,32 +52,6 @@ const CLUSTER_POLL: Duration = Duration::from_millis(100);
 /// While following, a partition that had nothing is asked again after this long even when
 /// others keep the reader busy, so a busy partition cannot starve a quiet one.
 const IDLE_RECHECK: Duration = Duration::from_millis(200);
-
-/// A stream entry id, `<ms>-<seq>`, ordered numerically.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StreamId {
-    pub ms: u64,
-    pub seq: u64,
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-impl FromStr for StreamId {
-    type Err = ArchiverError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || ArchiverError::Reply(format!("`{s}` is not a stream id like `1764313000000-0`"));
-        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
-        Ok(Self {
-            ms: ms.parse().map_err(|_| bad())?,
-            seq: seq.parse().map_err(|_| bad())?,
-        })
-    }
-}
 
 /// Where a replayed event was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,22 +190,34 @@ impl Replay {
         }
     }
 
-    /// Blocks until an entry newer than each partition's position arrives, or a while passes.
+    /// Waits until an entry newer than each partition's position arrives, or a while passes:
+    /// one blocking XREAD on one Redis, polling XREADs on a cluster (see `read_waiting`).
     async fn wait_for_new(&self, redis: &Client) -> Result<(), ArchiverError> {
-        if redis.is_clustered() {
-            // On Redis Cluster one XREAD cannot name streams of several slots: poll instead
-            // (every partition is asked again with a range read of its own).
-            tokio::time::sleep(CLUSTER_POLL).await;
-            return Ok(());
-        }
-        let keys: Vec<String> = self.parts.iter().map(|p| p.stream.clone()).collect();
-        let ids: Vec<String> = self
+        let streams: Vec<String> = self.parts.iter().map(|p| p.stream.clone()).collect();
+        let groups = read_groups(redis.is_clustered(), &streams);
+        let positions: Vec<String> = self
             .parts
             .iter()
             .map(|p| p.position().to_string())
             .collect();
-        let block = u64::try_from(FOLLOW_BLOCK.as_millis()).unwrap_or(1_000);
-        let _: Value = redis.xread(Some(1), Some(block), keys, ids).await?;
+        let read = |group: &[u16], block: Option<Duration>| {
+            let keys: Vec<&str> = group
+                .iter()
+                .map(|p| streams[usize::from(*p)].as_str())
+                .collect();
+            let ids: Vec<&str> = group
+                .iter()
+                .map(|p| positions[usize::from(*p)].as_str())
+                .collect();
+            let block = block.map(|b| u64::try_from(b.as_millis()).unwrap_or(1_000));
+            async move {
+                let reply: Value = redis.xread(Some(1), block, keys, ids).await?;
+                let mut read = parse_xread(reply)?;
+                read.retain(|(_, entries): &(String, Vec<RawEntry>)| !entries.is_empty());
+                Ok::<_, eventlog::LogError>(read)
+            }
+        };
+        read_waiting(&groups, FOLLOW_BLOCK, CLUSTER_POLL, read).await?;
         Ok(())
     }
 
@@ -360,9 +346,9 @@ impl PartitionReader {
         let start = self
             .stream_after
             .map_or_else(|| "-".to_owned(), |after| format!("({after}"));
-        let reply: Value = redis
-            .eval(
-                PAGE_LUA,
+        let reply: Value = PAGE
+            .run(
+                redis,
                 vec![self.stream.as_str()],
                 vec![start, STREAM_PAGE.to_string()],
             )
@@ -383,26 +369,26 @@ impl PartitionReader {
                 self.restart_archive();
             }
         }
-        let entries = entry::parse_read_reply(self.partition, page)?;
+        let entries: Vec<RawEntry> = parse_xread(page)?
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .collect();
         self.stream_drained = entries.len() < STREAM_PAGE;
-        for entry in entries {
-            let id: StreamId = entry.id.parse()?;
+        for raw in entries {
+            let id = raw.id;
             self.stream_after = Some(id);
-            let decoded = match &entry.payload {
-                Payload::Event(bytes) => codec::decode(bytes).map_err(|e| e.to_string()),
-                Payload::NoEventField => Err("no event field".to_owned()),
-                Payload::Deleted => Err("deleted".to_owned()),
-            };
-            match decoded {
-                Ok(event) => self.stream_buf.push_back(Replayed {
+            match Decoded::new(self.partition, raw, 1) {
+                Decoded::Event(entry) => self.stream_buf.push_back(Replayed {
                     partition: self.partition,
                     stream_id: id,
-                    event,
+                    event: entry.event,
                     origin: Origin::Stream,
                     at_matches: true,
                     differs_from_stream: false,
                 }),
-                Err(reason) => {
+                // XRANGE never answers nil for an entry; only a pending read could.
+                Decoded::Gone { .. } => {}
+                Decoded::Undecodable { reason, .. } => {
                     // The archiver dead-letters it; replay has nothing to pass on.
                     tracing::warn!(partition = self.partition, id = %id, %reason, "skipping an undecodable stream entry");
                     self.skipped += 1;
@@ -577,20 +563,6 @@ pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, Archiv
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_ids_order_numerically_and_round_trip() {
-        let ids: Vec<StreamId> = ["9-0", "10-0", "10-2", "10-10"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(sorted, ids);
-        assert_eq!(ids[3].to_string(), "10-10");
-        assert!("10".parse::<StreamId>().is_err());
-        assert!("a-1".parse::<StreamId>().is_err());
-    }
 
     #[test]
     fn the_archive_query_binds_only_the_conditions_given() {

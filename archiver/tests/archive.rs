@@ -10,10 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use archiver::entry::{Payload, StreamEntry};
+use archiver::entry::Row;
 use archiver::{Outcome, store};
 use chrono::{DateTime, Utc};
 use common::Harness;
+use eventlog::From;
 use fred::interfaces::StreamsInterface;
 use fred::types::Value;
 use limiter::{Event, codec};
@@ -90,14 +91,16 @@ async fn a_crash_after_insert_before_ack_is_redelivered_without_duplicates() {
     h.decide(2_500).await;
     // A consumer reads 1,000 entries, commits 600 of them to Postgres, and dies before XACK.
     let stream = h.layout.stream(0);
-    archiver::streams::ensure_group(h.client(), &stream)
-        .await
-        .unwrap();
-    let read = archiver::streams::read(h.client(), 0, &stream, "dead-one", ">", 1_000)
-        .await
-        .unwrap();
+    let read = h.read_as(0, "dead-one", From::New, 1_000).await;
     assert_eq!(read.len(), 1_000);
-    let rows: Vec<_> = read.iter().take(600).map(|e| e.to_row().unwrap()).collect();
+    let rows: Vec<_> = read
+        .iter()
+        .take(600)
+        .map(|e| {
+            let event = codec::decode(e.field(codec::EVENT_FIELD).unwrap()).unwrap();
+            Row::new(0, &e.id.to_string(), &event).unwrap()
+        })
+        .collect();
     assert_eq!(store::insert_rows(&h.pg, &rows).await.unwrap(), 600);
 
     // Another archiver claims the abandoned entries and archives everything else.
@@ -131,13 +134,7 @@ async fn own_pending_entries_are_archived_first_after_a_restart() {
     // The same consumer name read entries in a previous life and never acked them; they are
     // not idle long enough to be claimed, so only re-reading its own pending finds them.
     for p in 0..2 {
-        let stream = h.layout.stream(p);
-        archiver::streams::ensure_group(h.client(), &stream)
-            .await
-            .unwrap();
-        archiver::streams::read(h.client(), p, &stream, "node-1", ">", 10_000)
-            .await
-            .unwrap();
+        h.read_as(p, "node-1", From::New, 10_000).await;
     }
     let archiver = h.archiver(h.config("node-1"));
     let report = archiver.drain().await.unwrap();
@@ -287,18 +284,10 @@ async fn a_row_postgres_refuses_is_dead_lettered_with_its_original_payload() {
 async fn an_entry_delivered_too_often_is_dead_lettered() {
     let h = Harness::new(1).await;
     h.decide(10).await;
-    let stream = h.layout.stream(0);
-    archiver::streams::ensure_group(h.client(), &stream)
-        .await
-        .unwrap();
     // Three lives of consumer "crashy" each read the entries and died before acking.
-    archiver::streams::read(h.client(), 0, &stream, "crashy", ">", 100)
-        .await
-        .unwrap();
+    h.read_as(0, "crashy", From::New, 100).await;
     for _ in 0..2 {
-        archiver::streams::read(h.client(), 0, &stream, "crashy", "0", 100)
-            .await
-            .unwrap();
+        h.read_as(0, "crashy", From::PENDING, 100).await;
     }
     let archiver = h.archiver(archiver::ArchiverConfig {
         max_deliveries: 3,
@@ -323,8 +312,7 @@ async fn the_stream_is_trimmed_after_archiving_but_never_below_another_groups_ne
         .xgroup_create(&stream, "projector", "0", true)
         .await
         .unwrap();
-    let projector_read: Vec<StreamEntry> = archiver::entry::parse_read_reply(
-        0,
+    let projector_read: Vec<eventlog::RawEntry> = eventlog::parse_xread(
         h.client()
             .xreadgroup(
                 "projector",
@@ -338,10 +326,13 @@ async fn the_stream_is_trimmed_after_archiving_but_never_below_another_groups_ne
             .await
             .unwrap(),
     )
-    .unwrap();
-    let acked: Vec<&str> = projector_read[..200]
+    .unwrap()
+    .into_iter()
+    .flat_map(|(_, entries)| entries)
+    .collect();
+    let acked: Vec<String> = projector_read[..200]
         .iter()
-        .map(|e| e.id.as_str())
+        .map(|e| e.id.to_string())
         .collect();
     let _: u64 = h.client().xack(&stream, "projector", acked).await.unwrap();
 
@@ -358,12 +349,12 @@ async fn the_stream_is_trimmed_after_archiving_but_never_below_another_groups_ne
         .xrange_values(&stream, "-", "+", Some(1))
         .await
         .unwrap();
-    assert_eq!(first[0].0, projector_read[200].id);
+    assert_eq!(first[0].0, projector_read[200].id.to_string());
 
     // The projector catches up; the next archive trims everything both groups have done.
-    let rest: Vec<&str> = projector_read[200..]
+    let rest: Vec<String> = projector_read[200..]
         .iter()
-        .map(|e| e.id.as_str())
+        .map(|e| e.id.to_string())
         .collect();
     let _: u64 = h.client().xack(&stream, "projector", rest).await.unwrap();
     let _: Value = h
@@ -471,14 +462,4 @@ async fn a_backlog_over_the_threshold_is_archived_before_the_interval_and_shutdo
         .expect("stops promptly")
         .unwrap()
         .unwrap();
-}
-
-#[test]
-fn deleted_entries_have_no_payload_to_keep() {
-    let entry = StreamEntry {
-        partition: 0,
-        id: "1-0".into(),
-        payload: Payload::Deleted,
-    };
-    assert!(entry.raw().is_empty());
 }

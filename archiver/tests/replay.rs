@@ -97,13 +97,7 @@ async fn half_archived_half_on_the_stream_replays_every_event_exactly_once_in_or
     }
     // A consumer that died holding 50 entries of partition 3: they stay pending and unarchived
     // below ids the archiver does archive, and stay on the stream.
-    let stream3 = h.layout.stream(3);
-    archiver::streams::ensure_group(h.client(), &stream3)
-        .await
-        .unwrap();
-    let held = archiver::streams::read(h.client(), 3, &stream3, "dead-one", ">", 50)
-        .await
-        .unwrap();
+    let held = h.read_as(3, "dead-one", eventlog::From::New, 50).await;
     assert_eq!(held.len(), 50);
     let mut expected = h.stream_events().await;
     let archiver = h.archiver(h.config("a1"));
@@ -128,7 +122,7 @@ async fn half_archived_half_on_the_stream_replays_every_event_exactly_once_in_or
     assert_in_order_and_equal(&items, &expected);
     let origins: HashSet<_> = items.iter().map(|i| i.origin).collect();
     assert_eq!(origins, HashSet::from([Origin::Archive, Origin::Stream]));
-    let held_ids: HashSet<String> = held.iter().map(|e| e.id.clone()).collect();
+    let held_ids: HashSet<String> = held.iter().map(|e| e.id.to_string()).collect();
     assert!(
         items
             .iter()

@@ -4,20 +4,32 @@
 -- consumer after a crash or to two after a claim, is counted exactly once.
 --
 -- KEYS[1] stream   KEYS[2] seconds hash   KEYS[3] minutes hash   KEYS[4] days hash
--- KEYS[5] recent   KEYS[6] accepted       KEYS[7] violations     KEYS[8] dead-letter stream
--- KEYS[9..] pairs of per-minute top lists (clients, numbers), referenced by index from entries
+-- KEYS[5] recent   KEYS[6] accepted       KEYS[7] violations
+-- KEYS[8..] pairs of per-minute top lists (clients, numbers), referenced by index from entries
 -- ARGV[1] consumer group, or '' to apply unconditionally without acknowledging (rebuild)
 -- ARGV[2] how many recent events to keep, ARGV[3] how many violations to keep
 -- ARGV[4..6] buckets kept by the seconds, minutes and days hashes
 -- ARGV[7] minutes a per-minute top list lives after its minute ends
 -- ARGV[8] number of entries n, then 9 arguments per entry:
---   stream id, kind ('a' accepted, 'r' rejected, 'd' undecodable, 'g' gone from the stream),
---   second, minute, day, index of the entry's top-list pair in KEYS ('0' unless rejected),
---   client key (the error text for 'd'), lex member (padded id .. encoded event; the raw entry
---   for 'd'), destination number
--- Returns {applied, dead-lettered, skipped as already applied}.
+--   stream id, kind ('a' accepted, 'r' rejected), second, minute, day, index of the entry's
+--   top-list pair in KEYS ('0' unless rejected), client key, lex member (padded id .. encoded
+--   event), destination number
+-- Entries that are not events never get here: the engine (eventlog) dead-letters them.
+-- Returns {applied, skipped as already applied}.
 
-local stream, dead = KEYS[1], KEYS[8]
+-- A script error does not undo the writes made before it, so every key's type is checked
+-- first: a batch either applies whole or fails having written nothing (and the engine then
+-- retries its entries one by one, dead-lettering the one that keeps failing).
+for i, key in ipairs(KEYS) do
+  local expected = 'zset'
+  if i == 1 then expected = 'stream' elseif i <= 4 then expected = 'hash' end
+  local actual = redis.call('TYPE', key)['ok']
+  if actual ~= 'none' and actual ~= expected then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. actual .. ', not a ' .. expected)
+  end
+end
+
+local stream = KEYS[1]
 local group = ARGV[1]
 local recent_cap, violations_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
 local spans = {[KEYS[2]] = tonumber(ARGV[4]), [KEYS[3]] = tonumber(ARGV[5]), [KEYS[4]] = tonumber(ARGV[6])}
@@ -49,7 +61,7 @@ local function count(hash, bucket, suffix)
   end
 end
 
-local applied, dead_count, skipped = 0, 0, 0
+local applied, skipped = 0, 0
 for i = 0, n - 1 do
   local at = 9 + 9 * i
   local id, kind = ARGV[at], ARGV[at + 1]
@@ -59,9 +71,6 @@ for i = 0, n - 1 do
   end
   if not fresh then
     skipped = skipped + 1
-  elseif kind == 'd' then
-    redis.call('XADD', dead, '*', 'group', group, 'stream_id', id, 'error', ARGV[at + 6], 'e', ARGV[at + 7])
-    dead_count = dead_count + 1
   elseif kind == 'a' or kind == 'r' then
     local minute = tonumber(ARGV[at + 3])
     count(KEYS[2], tonumber(ARGV[at + 2]), kind)
@@ -82,7 +91,6 @@ for i = 0, n - 1 do
     end
     applied = applied + 1
   end
-  -- 'g': the entry was trimmed before anyone read it; acknowledging it is all there is to do.
 end
 
 if applied > 0 then
@@ -90,4 +98,4 @@ if applied > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -(recent_cap + 1))
   redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -(violations_cap + 1))
 end
-return {applied, dead_count, skipped}
+return {applied, skipped}

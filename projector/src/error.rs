@@ -4,8 +4,8 @@
 pub enum ProjectorError {
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
-    #[error("unexpected reply from redis: {0}")]
-    Reply(String),
+    #[error(transparent)]
+    Log(#[from] eventlog::LogError),
     #[error("rebuild source: {0}")]
     Source(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -1,4 +1,5 @@
-//! Where the projections live in Redis and how time is cut into buckets.
+//! Where the projections live in Redis and how time is cut into buckets ([`StreamId`] is the
+//! log's, re-exported from `eventlog`).
 //!
 //! Every projection key of partition `p` carries the partition's hash tag, so the apply script
 //! touches one slot and runs unchanged on Redis Cluster; readers sum or merge the partitions.
@@ -17,9 +18,7 @@
 //! Buckets are numbered from the Unix epoch in UTC (`second = at_us / 10^6`, `minute = at_us /
 //! 60·10^6`, `day = at_us / 86 400·10^6`), so every process agrees on them without a clock.
 
-use std::fmt;
-use std::str::FromStr;
-
+pub use eventlog::{PADDED_LEN, StreamId};
 use limiter::Layout;
 
 /// How many buckets each hash keeps; older ones are pruned by the apply script.
@@ -54,7 +53,6 @@ pub struct PartitionKeys {
     pub recent: String,
     pub accepted: String,
     pub violations: String,
-    pub dead_letters: String,
     layout: Layout,
 }
 
@@ -70,7 +68,6 @@ impl PartitionKeys {
             recent: key("proj:recent"),
             accepted: key("proj:accepted"),
             violations: key("proj:violations"),
-            dead_letters: layout.dead_letters(partition),
             layout: layout.clone(),
         }
     }
@@ -104,73 +101,9 @@ impl PartitionKeys {
     }
 }
 
-/// A stream entry id `<ms>-<seq>`, ordered as Redis orders them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct StreamId {
-    pub ms: u64,
-    pub seq: u64,
-}
-
-/// Width of [`StreamId::padded`]: both parts zero-padded to 20 digits and a dash.
-pub const PADDED_LEN: usize = 41;
-
-impl StreamId {
-    /// Fixed-width form whose byte order is the id order, so a lex-ordered sorted set keeps
-    /// events in stream order and `before` cursors become lex ranges.
-    pub fn padded(&self) -> String {
-        format!("{:020}-{:020}", self.ms, self.seq)
-    }
-
-    pub fn from_padded(bytes: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(bytes.get(..PADDED_LEN)?).ok()?;
-        text.parse().ok()
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not a stream id like `1764313000000-0`")]
-pub struct BadStreamId(pub String);
-
-impl FromStr for StreamId {
-    type Err = BadStreamId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadStreamId(s.to_owned());
-        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
-        Ok(Self {
-            ms: ms.parse().map_err(|_| bad())?,
-            seq: seq.parse().map_err(|_| bad())?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn padded_ids_sort_like_stream_ids() {
-        let ids: Vec<StreamId> = ["9-0", "10-0", "10-2", "10-10", "1764313000000-0"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let mut padded: Vec<String> = ids.iter().rev().map(StreamId::padded).collect();
-        padded.sort();
-        let back: Vec<StreamId> = padded
-            .iter()
-            .map(|p| StreamId::from_padded(p.as_bytes()).unwrap())
-            .collect();
-        assert_eq!(back, ids);
-        assert_eq!(ids[4].to_string(), "1764313000000-0");
-        assert_eq!(ids[0].padded().len(), PADDED_LEN);
-        assert!("12".parse::<StreamId>().is_err());
-        assert!("a-1".parse::<StreamId>().is_err());
-    }
 
     #[test]
     fn buckets_are_utc_epoch_numbers() {

@@ -8,9 +8,9 @@
 //! one Redis reader per process behind every browser's `/api/live`.
 //!
 //! # Layout
-//! - [`keys`]: projection key names, time buckets and [`StreamId`].
-//! - [`apply`]: typed stream entries and the atomic apply-and-acknowledge script.
-//! - [`consumer`]: [`Projector`], the consumer-group worker (pending, claims, dead letters).
+//! - [`keys`]: projection key names and time buckets ([`StreamId`] is `eventlog`'s).
+//! - [`apply`]: the atomic apply-and-acknowledge script over decoded entries.
+//! - [`consumer`]: [`Projector`], the projection role on the `eventlog` engine.
 //! - [`read`]: queries over the projections (totals, series, top lists, event pages, usage).
 //! - [`json`]: the JSON shapes of `docs/operator-api.md`.
 //! - [`live`]: [`LiveFeed`], the single stream reader fanned out over a broadcast channel.
@@ -32,6 +32,6 @@ pub use api::{ApiState, router};
 pub use apply::Retention;
 pub use consumer::{GROUP, Outcome, Projector, ProjectorConfig};
 pub use error::ProjectorError;
-pub use keys::StreamId;
+pub use eventlog::StreamId;
 pub use live::LiveFeed;
 pub use rebuild::{RebuildReport, rebuild, stream_source};

@@ -19,9 +19,12 @@ use limiter::Layout;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{now_micros, parse_entries, parse_xread, read_groups};
+use eventlog::{
+    Decoded, RawEntry, StreamId, parse_entries, parse_xread, read_groups, read_waiting,
+};
+
+use crate::consumer::now_micros;
 use crate::json::{EventJson, StatsTick};
-use crate::keys::StreamId;
 
 /// Events buffered per receiver before a slow one is dropped.
 pub const DEFAULT_CAPACITY: usize = 8_192;
@@ -131,7 +134,7 @@ struct Reader {
     name: Arc<str>,
     streams: Vec<String>,
     /// Streams one XREAD may name together (all on one Redis, one slot's on a cluster).
-    groups: Vec<Vec<usize>>,
+    groups: Vec<Vec<u16>>,
     positions: Vec<String>,
     tx: broadcast::Sender<LiveMessage>,
     count: u64,
@@ -185,52 +188,45 @@ impl Reader {
         let _ = self.client.quit().await;
     }
 
-    /// XREAD of the streams of `group` from their positions.
+    /// XREAD of the streams of `group` from their positions; streams without entries are
+    /// left out.
     async fn read_group(
         &self,
-        group: &[usize],
-        block: Option<u64>,
-    ) -> Result<Vec<(String, Vec<crate::apply::Entry>)>, fred::error::Error> {
-        let streams: Vec<String> = group.iter().map(|i| self.streams[*i].clone()).collect();
-        let positions: Vec<String> = group.iter().map(|i| self.positions[*i].clone()).collect();
+        group: &[u16],
+        block: Option<Duration>,
+    ) -> Result<Vec<(String, Vec<RawEntry>)>, eventlog::LogError> {
+        let streams: Vec<&str> = group
+            .iter()
+            .map(|p| self.streams[usize::from(*p)].as_str())
+            .collect();
+        let positions: Vec<&str> = group
+            .iter()
+            .map(|p| self.positions[usize::from(*p)].as_str())
+            .collect();
+        let block = block.map(|b| u64::try_from(b.as_millis()).unwrap_or(1_000));
         let reply: Value = self
             .client
             .xread(Some(self.count), block, streams, positions)
             .await?;
-        parse_xread(reply)
-            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))
+        let mut read = parse_xread(reply)?;
+        read.retain(|(_, entries)| !entries.is_empty());
+        Ok(read)
     }
 
-    async fn read_once(&mut self) -> Result<(), fred::error::Error> {
-        let entries = if let [all] = self.groups.as_slice() {
-            self.read_group(all, Some(BLOCK.as_millis() as u64)).await?
-        } else {
-            let deadline = tokio::time::Instant::now() + BLOCK;
-            loop {
-                let reads = futures::future::try_join_all(
-                    self.groups.iter().map(|g| self.read_group(g, None)),
-                )
-                .await?;
-                let entries: Vec<_> = reads.into_iter().flatten().collect();
-                let now = tokio::time::Instant::now();
-                if entries.iter().any(|(_, e)| !e.is_empty()) || now >= deadline {
-                    break entries;
-                }
-                tokio::time::sleep(POLL.min(deadline - now)).await;
-            }
-        };
+    async fn read_once(&mut self) -> Result<(), eventlog::LogError> {
+        let entries = read_waiting(&self.groups, BLOCK, POLL, |g, b| self.read_group(g, b)).await?;
         let mut batch: Vec<(StreamId, String)> = Vec::new();
         for (stream, entries) in entries {
             let Some(i) = self.streams.iter().position(|s| *s == stream) else {
                 continue;
             };
-            for entry in entries {
-                self.positions[i] = entry.id.to_string();
-                // Undecodable entries are the consumer group's to dead-letter; the feed skips them.
-                let Some(event) = entry.event() else {
+            for raw in entries {
+                self.positions[i] = raw.id.to_string();
+                // Undecodable entries are the consumer groups' to dead-letter; the feed skips them.
+                let Decoded::Event(entry) = Decoded::new(0, raw, 1) else {
                     continue;
                 };
-                if let Ok(json) = serde_json::to_string(&EventJson::new(entry.id, event)) {
+                if let Ok(json) = serde_json::to_string(&EventJson::new(entry.id, &entry.event)) {
                     batch.push((entry.id, json));
                 }
             }

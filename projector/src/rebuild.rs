@@ -15,8 +15,10 @@ use fred::interfaces::{KeysInterface, StreamsInterface};
 use futures::{Stream, StreamExt};
 use limiter::{Event, Layout, codec};
 
-use crate::apply::{Body, Entry, Retention, apply};
-use crate::consumer::{GROUP, parse_id};
+use eventlog::Entry;
+
+use crate::apply::{Retention, apply};
+use crate::consumer::GROUP;
 use crate::error::ProjectorError;
 use crate::keys::{PartitionKeys, StreamId, TOP_MINUTES, minute_of};
 
@@ -55,7 +57,9 @@ where
     let mut source = std::pin::pin!(source);
     while let Some(item) = source.next().await {
         let (id, event) = item.map_err(|e| ProjectorError::Source(e.into()))?;
-        let id = parse_id(&id)?;
+        let id: StreamId = id
+            .parse()
+            .map_err(|e: eventlog::BadStreamId| ProjectorError::Source(e.into()))?;
         let p = usize::from(layout.partition_of(&event.client_key()));
         if report.last_ids[p].is_some_and(|last| id <= last) {
             report.skipped += 1;
@@ -64,11 +68,11 @@ where
         report.last_ids[p] = Some(id);
         let raw = Bytes::from(codec::encode(&event));
         pending[p].push(Entry {
+            partition: u16::try_from(p).unwrap_or(0),
             id,
-            body: Body::Event {
-                event: Box::new(event),
-                raw,
-            },
+            deliveries: 1,
+            raw,
+            event,
         });
         if pending[p].len() >= BATCH {
             report.applied += apply(redis.next(), &parts[p], None, retention, &pending[p])
@@ -84,7 +88,13 @@ where
     }
     for (keys, last) in parts.iter().zip(&report.last_ids) {
         let client = redis.next();
-        let _: Result<i64, _> = client.xgroup_destroy(keys.stream.as_str(), GROUP).await;
+        // A stream that never had the group (or does not exist) has nothing to destroy.
+        if let Err(e) = client
+            .xgroup_destroy::<i64, _, _>(keys.stream.as_str(), GROUP)
+            .await
+        {
+            tracing::debug!(stream = %keys.stream, error = %e, "no projector group to destroy");
+        }
         let start = last.map_or_else(|| "0-0".to_string(), |id| id.to_string());
         let _: () = client
             .xgroup_create(keys.stream.as_str(), GROUP, start.as_str(), true)

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,11 +13,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use common::*;
-use fred::interfaces::StreamsInterface;
-use fred::types::streams::XReadResponse;
+use eventlog::{Decoded, Entry};
+use fred::interfaces::{KeysInterface, StreamsInterface};
 use http_body_util::BodyExt;
 use limiter::{Outcome, Policy, RateLimiter};
-use projector::apply::{Entry, apply};
+use projector::apply::apply;
 use projector::keys::PartitionKeys;
 use projector::{ApiState, GROUP, LiveFeed, Projector, Retention, router};
 use serde_json::{Value, json};
@@ -201,23 +200,20 @@ async fn read_without_applying(
     layout: &limiter::Layout,
     consumer: &str,
 ) -> Vec<Entry> {
-    let reply: XReadResponse<String, String, String, Bytes> = pool
-        .next()
-        .xreadgroup_map(
-            GROUP,
-            consumer,
-            Some(1_000),
-            None,
-            false,
-            layout.stream(0),
-            ">",
-        )
+    let stream = layout.stream(0);
+    let group = eventlog::Group {
+        stream: &stream,
+        group: GROUP,
+    };
+    group
+        .read(pool.next(), consumer, eventlog::From::New, 1_000)
         .await
-        .unwrap();
-    reply
-        .into_values()
-        .flatten()
-        .map(|(id, fields)| Entry::from_fields(id.parse().unwrap(), &fields))
+        .unwrap()
+        .into_iter()
+        .filter_map(|raw| match Decoded::new(0, raw, 1) {
+            Decoded::Event(entry) => Some(entry),
+            _ => None,
+        })
         .collect()
 }
 
@@ -344,16 +340,15 @@ async fn undecodable_entries_go_to_the_dead_letters_and_never_block() {
     assert_eq!(drain(&projector).await, 20);
     assert_eq!(projector.lag_entries().await.unwrap(), 0);
 
-    let dead: Vec<(String, HashMap<String, Bytes>)> = pool
-        .next()
-        .xrange(layout.dead_letters(0), "-", "+", None)
+    let dead = eventlog::read_dead_letters(pool.next(), &layout, 0)
         .await
         .unwrap();
     assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].1["group"], "projector");
-    assert_eq!(dead[0].1["stream_id"], garbage.as_str());
-    assert_eq!(dead[0].1["e"], Bytes::from_static(b"\xc1garbage"));
-    assert!(!dead[1].1["error"].is_empty());
+    assert_eq!(dead[0].1.group, "projector");
+    assert_eq!(dead[0].1.stream_id.to_string(), garbage);
+    assert_eq!(dead[0].1.payload, Bytes::from_static(b"\xc1garbage"));
+    assert!(dead[0].1.reason.contains("undecodable"), "{:?}", dead[0].1);
+    assert!(dead[1].1.reason.contains("no `e` field"), "{:?}", dead[1].1);
 
     let expected = Expected {
         now_us: now_us(),
@@ -483,4 +478,106 @@ async fn bad_queries_are_problem_json_naming_the_field() {
     );
     let (_, events) = get(&app, "/api/events").await;
     assert_eq!(events, json!({"events": [], "next_before": null}));
+}
+#[tokio::test]
+async fn an_entry_whose_apply_keeps_failing_is_dead_lettered_after_the_cap_with_its_payload() {
+    let pool = redis().await;
+    let layout = layout(1);
+    let limiter = Arc::new(RateLimiter::new(
+        Policy::parse(POLICY).unwrap(),
+        layout.clone(),
+    ));
+    let projector = Projector::new(
+        pool.clone(),
+        layout.clone(),
+        limiter.policy().clone(),
+        projector::ProjectorConfig {
+            claim_idle: Duration::from_millis(1),
+            max_deliveries: 2,
+            ..config("p")
+        },
+    );
+    assert_eq!(drain(&projector).await, 0);
+    random_requests(&pool, &limiter, 20, 2, 8).await;
+    // A rejected event of a minute whose top list is not a sorted set: applying it fails.
+    let mut poison = stream_events(pool.next(), &layout).await[0].2.clone();
+    poison.id = uuid::Uuid::now_v7();
+    poison.outcome = Outcome::Rejected;
+    poison.violated = vec!["1s".into()];
+    poison.retry_after = 1;
+    poison.at_us -= 3_600_000_000;
+    let minute = poison.at_us.div_euclid(60_000_000);
+    let keys = PartitionKeys::new(&layout, 0);
+    let _: () = pool
+        .next()
+        .set(
+            keys.top_clients(minute),
+            "not a sorted set",
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let payload = Bytes::from(limiter::codec::encode(&poison));
+    let poison_id: String = pool
+        .next()
+        .xadd(
+            layout.stream(0),
+            false,
+            None,
+            "*",
+            vec![("e", payload.clone())],
+        )
+        .await
+        .unwrap();
+    random_requests(&pool, &limiter, 20, 2, 9).await;
+
+    // The batch holding it fails as a whole; the engine applies its entries one at a time, so
+    // every good entry is projected while the poison stays pending and is redelivered by the
+    // claim passes until its deliveries pass the cap.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        projector.try_process_batch().await.unwrap();
+        let dead = eventlog::read_dead_letters(pool.next(), &layout, 0)
+            .await
+            .unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poison entry was never dead-lettered"
+        );
+    };
+    assert_eq!(dead.len(), 1);
+    let letter = &dead[0].1;
+    assert_eq!(letter.stream_id.to_string(), poison_id);
+    assert_eq!(letter.group, "projector");
+    assert_eq!(letter.deliveries, 3);
+    assert!(letter.reason.contains("delivered 3 times"), "{letter:?}");
+    assert_eq!(letter.payload, payload, "the payload is kept intact");
+    assert_eq!(limiter::codec::decode(&letter.payload).unwrap(), poison);
+    drain(&projector).await;
+    assert_eq!(
+        projector.lag_entries().await.unwrap(),
+        0,
+        "nothing left behind"
+    );
+
+    // Every other entry was projected exactly once.
+    let _: i64 = pool.next().del(keys.top_clients(minute)).await.unwrap();
+    let expected = Expected {
+        now_us: now_us(),
+        events: stream_events(pool.next(), &layout)
+            .await
+            .into_iter()
+            .filter(|(_, id, _)| id.to_string() != poison_id)
+            .collect(),
+    };
+    assert_eq!(expected.events.len(), 40);
+    let app = app_at(&pool, &layout, expected.now_us).await;
+    let (_, stats) = get(&app, "/api/stats").await;
+    assert_eq!(stats["totals"], expected.totals());
+    drop_namespace(pool.next(), &layout).await;
 }

@@ -1,12 +1,14 @@
 //! The `smsgate archiver` process killed with SIGKILL mid-batch — after reading (entries
 //! pending, nothing inserted) and after inserting (rows committed, nothing acked) — then run
-//! again: every event is archived exactly once.
+//! again: every event is archived exactly once, and at once: the restarted process comes back
+//! under its stable consumer name and re-reads its own pending entries instead of waiting the
+//! 60 s claim idle time for them.
 
 #![allow(clippy::unwrap_used)]
 
 mod archiver_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use archiver_support::{Env, Process, counts, eventually};
 
@@ -53,8 +55,15 @@ async fn killed_at(point: &str) {
         "nothing unacked was trimmed"
     );
 
-    // A new process (new consumer name) takes over the dead one's entries at once.
-    env.archive_once(&[("SMSGATE_ARCHIVE_CLAIM_IDLE", "0")]);
+    // The restarted process (same host, same consumer name) resumes the dead one's entries
+    // at once, with the production claim idle time of 60 s in force.
+    let started = Instant::now();
+    env.archive_once(&[]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "the restart drained in {took:?}, not after the claim idle time"
+    );
     let (rows, distinct) = counts(&pg).await;
     assert_eq!(rows, EVENTS as i64, "no event missing");
     assert_eq!(distinct, rows, "none duplicated");

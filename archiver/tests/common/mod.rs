@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use archiver::entry::Payload;
 use archiver::{Archiver, ArchiverConfig};
 use fred::clients::{Client, Pool};
 use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
@@ -163,16 +162,20 @@ impl Harness {
                     .xread(Some(5_000), None, stream.as_str(), after.as_str())
                     .await
                     .unwrap();
-                let entries = archiver::entry::parse_read_reply(p, page).unwrap();
+                let entries: Vec<eventlog::RawEntry> = eventlog::parse_xread(page)
+                    .unwrap()
+                    .into_iter()
+                    .flat_map(|(_, entries)| entries)
+                    .collect();
                 let Some(last) = entries.last() else {
                     break;
                 };
-                after = last.id.clone();
+                after = last.id.to_string();
                 for entry in entries {
-                    if let Payload::Event(bytes) = &entry.payload {
+                    if let Some(bytes) = entry.field(codec::EVENT_FIELD) {
                         match codec::decode(bytes) {
                             Ok(event) => {
-                                all.insert((p, entry.id), event);
+                                all.insert((p, entry.id.to_string()), event);
                             }
                             Err(e) => eprintln!("undecodable {}: {e}", entry.id),
                         }
@@ -181,6 +184,27 @@ impl Harness {
             }
         }
         all
+    }
+
+    /// Reads entries of partition `p` as `consumer` of the archiver group (creating it), the
+    /// way a consumer that then crashes would: nothing is acked.
+    pub async fn read_as(
+        &self,
+        p: u16,
+        consumer: &str,
+        from: eventlog::From,
+        count: usize,
+    ) -> Vec<eventlog::RawEntry> {
+        let stream = self.layout.stream(p);
+        let group = eventlog::Group {
+            stream: &stream,
+            group: archiver::GROUP,
+        };
+        group.ensure(self.client()).await.unwrap();
+        group
+            .read(self.client(), consumer, from, count)
+            .await
+            .unwrap()
     }
 
     pub async fn xlen(&self, p: u16) -> u64 {

@@ -17,13 +17,13 @@ use anyhow::Context;
 use archiver::{Archiver, ArchiverConfig, FaultPause};
 use sqlx::postgres::PgPoolOptions;
 
-use super::{RoleContext, RoleParts, consumer_name};
+use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
 use crate::cli::Settings;
 
-fn config(settings: &Settings) -> anyhow::Result<ArchiverConfig> {
+fn config(settings: &Settings, consumer: &str) -> anyhow::Result<ArchiverConfig> {
     let mut config = ArchiverConfig {
         interval: settings.archive_interval,
-        consumer: consumer_name("archiver"),
+        consumer: consumer.to_owned(),
         ..ArchiverConfig::default()
     };
     if let Ok(text) = std::env::var("SMSGATE_ARCHIVE_CLAIM_IDLE") {
@@ -42,7 +42,8 @@ fn config(settings: &Settings) -> anyhow::Result<ArchiverConfig> {
 }
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
-    let config = config(&ctx.settings)?;
+    // Checked now so a bad setting stops the start; the real name comes from Redis below.
+    config(&ctx.settings, "")?;
     archiver::metrics::register();
     let url = ctx.settings.database_url.clone();
     // Lazy: `/readyz` and the archive routes see Postgres come and go; nothing blocks on it.
@@ -51,9 +52,13 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(&url)
         .context("invalid DATABASE_URL")?;
-    let worker = Archiver::new(ctx.redis.clone(), pg.clone(), ctx.settings.layout(), config);
+    let (redis, worker_pg, layout) = (ctx.redis.clone(), pg.clone(), ctx.settings.layout());
+    let settings = ctx.settings.clone();
     let shutdown = ctx.shutdown.clone();
     ctx.tasks.spawn(async move {
+        let Some(name) = consumer_name(&redis, &layout, archiver::GROUP, &shutdown).await else {
+            return;
+        };
         let mut wait = Duration::from_millis(500);
         loop {
             match archiver::connect_postgres(&url).await {
@@ -71,9 +76,16 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
                 }
             }
         }
-        if let Err(e) = worker.run_until_stopped(shutdown).await {
-            tracing::error!(error = %e, "archiver stopped");
+        match config(&settings, &name.name) {
+            Ok(config) => {
+                let worker = Archiver::new(redis.clone(), worker_pg, layout, config);
+                if let Err(e) = worker.run_until_stopped(shutdown).await {
+                    tracing::error!(error = %e, "archiver stopped");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "archiver not started"),
         }
+        release_consumer_name(&redis, &name).await;
     });
     Ok(RoleParts {
         operator_routes: archiver::router(archiver::ArchiveApi {
@@ -87,7 +99,7 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
 
 /// `smsgate archiver --once`.
 pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
-    let config = config(settings)?;
+    config(settings, "")?;
     let redis = limiter::connection::connect(&settings.redis_url, 2, Duration::from_secs(5))
         .await
         .with_context(|| format!("invalid REDIS_URL {}", settings.redis_url))?;
@@ -99,8 +111,14 @@ pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
     let pg = archiver::connect_postgres(&settings.database_url)
         .await
         .context("connecting to the archive database")?;
-    let worker = Archiver::new(redis, pg, settings.layout(), config);
-    let report = worker.drain().await.context("archiving")?;
+    let layout = settings.layout();
+    let name = consumer_name(&redis, &layout, archiver::GROUP, &Default::default())
+        .await
+        .context("acquiring a consumer name")?;
+    let worker = Archiver::new(redis.clone(), pg, layout, config(settings, &name.name)?);
+    let report = worker.drain().await.context("archiving");
+    release_consumer_name(&redis, &name).await;
+    let report = report?;
     tracing::info!(?report, "archive drained");
     println!(
         "archived {} new events from {} entries in {} batches ({} dead-lettered)",

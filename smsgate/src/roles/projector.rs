@@ -11,7 +11,7 @@ use archiver::replay::{Replay, ReplayOptions};
 use futures::TryStreamExt;
 use projector::{ApiState, LiveFeed, Projector, ProjectorConfig, Retention};
 
-use super::{RoleContext, RoleParts, consumer_name};
+use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
 use crate::cli::Settings;
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
@@ -20,17 +20,19 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
     // Created at 0 so the dead-letter alert sees the first one.
     metrics::counter!("smsgate_dead_letters_total", "group" => projector::GROUP).increment(0);
     let live = LiveFeed::start(ctx.redis.clone(), layout.clone(), ctx.shutdown.clone()).await;
-    let worker = Projector::new(
-        ctx.redis.clone(),
-        layout.clone(),
-        policy.clone(),
-        ProjectorConfig::new(consumer_name("projector")),
-    );
+    let (redis, worker_layout, worker_policy) = (ctx.redis.clone(), layout.clone(), policy.clone());
     let shutdown = ctx.shutdown.clone();
     ctx.tasks.spawn(async move {
+        let Some(name) = consumer_name(&redis, &worker_layout, projector::GROUP, &shutdown).await
+        else {
+            return;
+        };
+        let config = ProjectorConfig::new(name.name.clone());
+        let worker = Projector::new(redis.clone(), worker_layout, worker_policy, config);
         if let Err(e) = worker.run_until_stopped(shutdown).await {
             tracing::error!(error = %e, "projector stopped");
         }
+        release_consumer_name(&redis, &name).await;
     });
     let state = ApiState::new(ctx.redis.clone(), layout, policy, live);
     Ok(RoleParts {

@@ -1,12 +1,12 @@
--- Trims one event stream below what every consumer group still needs, and measures the
--- archiver group's lag. One script, so no group can appear or move between measuring and
+-- Trims one event stream below what every consumer group still needs, and measures one
+-- group's lag. One script, so no group can appear or move between measuring and
 -- trimming.
 --
 -- KEYS[1]  the event stream
--- ARGV[1]  the archiver's group name
+-- ARGV[1]  the measured group
 -- ARGV[2]  '1' to trim, '0' to only measure
 -- Returns {length, pending, undelivered, oldest_ms, now_ms, trimmed}: `pending` and
--- `undelivered` are the archiver group's, `oldest_ms` is the id time of the oldest entry it has
+-- `undelivered` are that group's, `oldest_ms` is the id time of the oldest entry it has
 -- not archived (-1 when none), `now_ms` is Redis TIME.
 local stream, group, trim = KEYS[1], ARGV[1], ARGV[2] == '1'
 local t = redis.call('TIME')
