@@ -135,11 +135,8 @@ fn time_param(
     params: &HashMap<String, String>,
     field: &'static str,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(text) = params
-        .get(field)
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-    else {
+    // Absent is the default; present but empty is a mistake, refused like any bad time.
+    let Some(text) = params.get(field).map(|t| t.trim()) else {
         return Ok(None);
     };
     DateTime::parse_from_rfc3339(text)
@@ -239,14 +236,16 @@ async fn get_audit(
             to.to_owned()
         }
     });
-    let ip = match text("ip") {
+    // An empty `ip` (or `limit`) is not an address (a number): refused, not read as absent.
+    let present = |field: &str| params.get(field).map(|v| v.trim());
+    let ip = match present("ip") {
         Some(ip) => Some(
             ip.parse::<IpAddr>()
                 .map_err(|_| invalid("ip", "must be an IPv4 or IPv6 address"))?,
         ),
         None => None,
     };
-    let limit = match text("limit") {
+    let limit = match present("limit") {
         Some(l) => l
             .parse::<usize>()
             .ok()

@@ -35,9 +35,10 @@ const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 #[schema(as = SmsRequest)]
 struct SmsBody {
     /// The destination, with its country code; any spelling libphonenumber reads.
-    #[schema(example = "+14155550123")]
+    #[schema(example = "+14155550123", min_length = 1, max_length = 64)]
     to: String,
     /// 1 to 1,600 characters; no control characters other than newline and tab.
+    #[schema(min_length = 1, max_length = 1600)]
     message: String,
     /// An alphanumeric sender ID (1–11 letters, digits, spaces) or a phone number.
     #[serde(default)]

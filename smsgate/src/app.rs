@@ -117,7 +117,11 @@ impl App {
                 settings.namespace.clone(),
                 settings.session_ttl,
             ),
-            throttle: Throttle::new(redis.clone(), settings.namespace.clone()),
+            throttle: Throttle::new(
+                redis.clone(),
+                settings.namespace.clone(),
+                settings.auth_max_failures,
+            ),
             proxies: Arc::new(settings.trusted_proxies.clone()),
         };
         operator = operator
