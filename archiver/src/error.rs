@@ -40,3 +40,11 @@ impl ArchiverError {
         }
     }
 }
+
+/// At the HTTP edge every archive failure is an outage of the archive routes (bad input is
+/// refused before any query): a 503 with the one `Retry-After` policy, the cause logged.
+impl From<ArchiverError> for problem::ApiError {
+    fn from(e: ArchiverError) -> Self {
+        Self::unavailable(e)
+    }
+}

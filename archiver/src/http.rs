@@ -14,22 +14,20 @@
 //! Errors are problem+json; a 400 names the offending field.
 
 use limiter::openapi::{InvalidParameter, TokenProblems, Unavailable};
+use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use fred::clients::Pool;
 use limiter::Layout;
-use serde::Serialize;
-use serde_json::Value;
+use problem::{ApiError, FieldError};
 use sqlx::PgPool;
 
-use crate::error::ArchiverError;
 use crate::history::{self, Bucket};
 use crate::json::{EventJson, event_json};
 use crate::replay::{Filter, Replay, ReplayOptions};
@@ -67,68 +65,8 @@ pub struct AuditJson<'a> {
     pub events: Vec<EventJson<'a>>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub detail: String,
-}
-
-/// Every failure of the archive routes, rendered as problem+json.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("invalid query")]
-    Invalid(Vec<FieldError>),
-    #[error("archive: {0}")]
-    Unavailable(#[from] ArchiverError),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, title, detail, errors) = match self {
-            ApiError::Invalid(errors) => (
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "the query is invalid; see `errors`".to_owned(),
-                errors,
-            ),
-            ApiError::Unavailable(e) => {
-                // The cause stays in the log; clients learn only that they should retry.
-                tracing::warn!(error = %e, "archive API: backend unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable",
-                    "the archive is unavailable; retry shortly".to_owned(),
-                    Vec::new(),
-                )
-            }
-        };
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        if !errors.is_empty() {
-            body["errors"] = serde_json::to_value(&errors).unwrap_or(Value::Null);
-        }
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        response
-    }
-}
-
-fn invalid(field: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::Invalid(vec![FieldError {
-        field,
-        detail: detail.into(),
-    }])
+fn invalid(field: &'static str, detail: impl ToString) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(field, detail)])
 }
 
 fn time_param(
@@ -245,6 +183,13 @@ async fn get_audit(
         ),
         None => None,
     };
+    if to.is_none() && ip.is_none() {
+        let either = "give `to` (an E.164 number) or `ip`";
+        return Err(ApiError::invalid(vec![
+            FieldError::new("to", either),
+            FieldError::new("ip", either),
+        ]));
+    }
     let limit = match present("limit") {
         Some(l) => l
             .parse::<usize>()

@@ -9,7 +9,7 @@
 //! - [`phone`]: `PhoneNumber`, parsed with libphonenumber's rules and normalised to E.164.
 //! - [`message`]: `Message`, length rules and the SMS segment count (GSM-7 or UCS-2).
 //! - [`client_ip`]: the client's IP: the socket peer, or `X-Forwarded-For` from a trusted proxy.
-//! - [`problem`]: `ApiError`, rendered as RFC 9457 problem details.
+//! - [`problem`]: the workspace's one HTTP error (crate `problem`), re-exported for the handlers.
 //! - [`rate_headers`]: `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
 //! - [`sms`]: the `POST /api/sms` handler.
 //! - [`telemetry`]: metric names and the HTTP latency middleware.
@@ -17,7 +17,10 @@
 pub mod client_ip;
 pub mod message;
 pub mod phone;
-pub mod problem;
+/// The workspace's one HTTP error, re-exported where ingest's handlers (and their users) find it.
+pub mod problem {
+    pub use ::problem::*;
+}
 pub mod rate_headers;
 pub mod sms;
 pub mod telemetry;

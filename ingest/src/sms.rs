@@ -26,9 +26,6 @@ use crate::telemetry::{REQUESTS, SCRIPT_DURATION, VIOLATIONS};
 /// JSON-escaped) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// How long a client should wait when Redis is unreachable.
-const UNAVAILABLE_RETRY_AFTER: u64 = 1;
-
 /// `POST /api/sms`'s body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -191,10 +188,7 @@ async fn handle(
     metrics::histogram!(SCRIPT_DURATION).record(started.elapsed().as_secs_f64());
     let decision = decision.map_err(|e| match e {
         LimiterError::Disconnected | LimiterError::Redis(_) => {
-            tracing::warn!(error = %e, "redis unavailable, refusing to send");
-            ApiError::Unavailable {
-                retry_after: UNAVAILABLE_RETRY_AFTER,
-            }
+            ApiError::unavailable(format_args!("redis unavailable, refusing to send: {e}"))
         }
         LimiterError::Reply(_) => ApiError::Internal(e.to_string()),
     })?;

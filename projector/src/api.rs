@@ -4,6 +4,7 @@
 //! operator route.
 
 use limiter::openapi::{InvalidParameter, TokenProblems, Unavailable};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,7 +20,7 @@ use axum::{Json, Router};
 use fred::clients::Pool;
 use futures::Stream;
 use limiter::{Layout, Policy};
-use serde::Serialize;
+use problem::{ApiError, FieldError};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::json::{ClientJson, EventsJson, StatsJson};
@@ -107,81 +108,8 @@ struct LiveEvent {
     data: String,
 }
 
-/// One field of a rejected request.
-#[derive(Debug, Serialize)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub detail: String,
-}
-
-/// Every failure of the operator API, rendered as problem+json.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("invalid query")]
-    Invalid(Vec<FieldError>),
-    #[error("redis: {0}")]
-    Unavailable(#[from] fred::error::Error),
-}
-
-/// A problem details document (RFC 9457), described by [`limiter::openapi::ProblemSchema`].
-#[derive(Serialize)]
-struct Problem {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, title, detail, errors, retry) = match self {
-            ApiError::Invalid(errors) => (
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "the query is invalid; see `errors`".to_string(),
-                errors,
-                false,
-            ),
-            ApiError::Unavailable(e) => {
-                // The cause stays in the log; clients learn only that they should retry.
-                tracing::warn!(error = %e, "operator API: redis unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable",
-                    "the projections are unavailable; retry shortly".to_string(),
-                    Vec::new(),
-                    true,
-                )
-            }
-        };
-        let body = Problem {
-            kind: "about:blank",
-            title,
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if retry {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
-
-fn invalid(field: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::Invalid(vec![FieldError {
-        field,
-        detail: detail.into(),
-    }])
+fn invalid(field: &'static str, detail: impl ToString) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(field, detail)])
 }
 
 fn int_param(

@@ -1,10 +1,26 @@
-//! One error type for the whole HTTP surface, rendered as RFC 9457 problem details
-//! (`application/problem+json`). 5xx details are logged, never sent.
+//! The one HTTP error of every smsgate surface (ingest, the projector's and the archiver's
+//! operator routes, the binary's own), rendered as RFC 9457 problem details
+//! (`application/problem+json`). Roles depend on this crate, never on each other.
+//!
+//! - One `type` scheme: `/problems/<slug>`, one slug per [`ApiError`] variant (and
+//!   `rate-limited` for ingest's 429, built with [`Problem`]).
+//! - One `Retry-After` policy: every 503 carries [`RETRY_AFTER_UNAVAILABLE`] seconds, as the
+//!   header and as `retry_after`; a 429 carries the limiter's exact wait.
+//! - 5xx details are logged, never sent.
+//! - `From` conversions at the edges: a Redis error is a 503 here; each role converts its own
+//!   error types (`impl From<ArchiverError> for ApiError` lives in the archiver), so handlers
+//!   use `?`.
+//!
+//! Adding a problem: a variant, its status in [`ApiError::status`] and its slug in
+//! [`ApiError::slug`]; extension members go in `into_response`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// Seconds a client is told to wait when a dependency of smsgate (Redis, Postgres) is down.
+pub const RETRY_AFTER_UNAVAILABLE: u64 = 1;
 
 /// Problem details for one field of the request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -42,14 +58,31 @@ pub enum ApiError {
     Unauthorized,
     #[error("not found")]
     NotFound,
-    /// 503: Redis cannot be reached; smsgate fails closed rather than send unlimited.
-    #[error("the rate limiter is unavailable; try again shortly")]
+    /// 503: a dependency (Redis, Postgres) cannot be reached; smsgate fails closed rather
+    /// than send unlimited. Build it with [`ApiError::unavailable`] for the one policy.
+    #[error("the service is unavailable; try again shortly")]
     Unavailable { retry_after: u64 },
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
+    /// A 503 with the one `Retry-After` policy; `cause` is logged, never sent.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "dependency unavailable");
+        Self::Unavailable {
+            retry_after: RETRY_AFTER_UNAVAILABLE,
+        }
+    }
+
+    /// A 400 naming every offending field (of a query, a path or a body).
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self::BadRequest {
+            detail: "the request is invalid; see `errors`".to_owned(),
+            errors,
+        }
+    }
+
     pub fn bad_field(field: &str, detail: impl ToString) -> Self {
         let error = FieldError::new(field, detail);
         Self::BadRequest {
@@ -71,7 +104,7 @@ impl ApiError {
         }
     }
 
-    fn slug(&self) -> &'static str {
+    pub fn slug(&self) -> &'static str {
         match self {
             Self::BadRequest { .. } => "bad-request",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -82,6 +115,13 @@ impl ApiError {
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
         }
+    }
+}
+
+/// Redis failing under a handler is an outage of the surface, not a bug: 503.
+impl From<fred::error::Error> for ApiError {
+    fn from(e: fred::error::Error) -> Self {
+        Self::unavailable(e)
     }
 }
 
@@ -157,5 +197,55 @@ impl IntoResponse for Problem {
             body,
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn render(error: ApiError) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_problem_has_one_type_scheme_and_unavailable_one_retry_policy() {
+        let (status, headers, body) = render(ApiError::from(fred::error::Error::new(
+            fred::error::ErrorKind::IO,
+            "down",
+        )))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["type"], "/problems/unavailable");
+        assert_eq!(body["retry_after"], RETRY_AFTER_UNAVAILABLE);
+        assert!(
+            !body["detail"].as_str().unwrap().contains("down"),
+            "causes are not sent"
+        );
+
+        let (status, _, body) = render(ApiError::invalid(vec![FieldError::new(
+            "limit",
+            "not a number",
+        )]))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["type"], "/problems/bad-request");
+        assert_eq!(body["errors"][0]["field"], "limit");
+
+        let (_, _, body) = render(ApiError::Internal("secret detail".into())).await;
+        assert_eq!(body["type"], "/problems/internal");
+        assert_eq!(body["status"], 500);
+        assert!(!body.to_string().contains("secret"));
     }
 }
