@@ -27,7 +27,7 @@ async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn two_archiver_processes_share_the_work_without_duplicate_rows() {
+async fn two_archiver_processes_at_once_archive_every_event_exactly_once() {
     let env = Env::new(2).await;
     env.decide(30_000).await;
     let http = reqwest::Client::new();
@@ -63,11 +63,10 @@ async fn two_archiver_processes_share_the_work_without_duplicate_rows() {
         archived.push(n.unwrap_or(0.0));
     }
     assert_eq!(counts(&pg).await, (30_000, 30_000), "no duplicate rows");
+    // Together exactly once. How the work splits is up to timing: on a fast Redis the first
+    // process can drain everything before the second has connected (seen on the cluster run),
+    // so the split is not asserted; smsgate/tests/cluster.rs runs two archivers side by side.
     assert_eq!(archived.iter().sum::<f64>(), 30_000.0, "{archived:?}");
-    assert!(
-        archived.iter().all(|n| *n > 0.0),
-        "both processes archived: {archived:?}"
-    );
     pg.close().await;
 }
 
