@@ -52,10 +52,14 @@ declare -A ALLOW=(
     [smsgate_archiver_batch_size]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
     [smsgate_archiver_batch_duration_seconds]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
     [smsgate_archiver_events_archived_total]="recorded after the first archive batch (SMSGATE_ARCHIVE_INTERVAL, 10m by default)"
+    [smsgate_provider_latency_seconds]="recorded after the dispatcher's first provider call"
+    [smsgate_provider_receipts_total]="recorded only when a provider receipt arrives"
+    [smsgate_delivery_scheduled]="set by the dispatcher's first schedule step"
 )
 # Metrics of the roles a single-role process does not run.
 INGEST_ONLY="smsgate_requests_total smsgate_violations_total smsgate_shadow_violations_total smsgate_blocked_total smsgate_redis_script_duration_seconds"
 PROJECTOR_ONLY="smsgate_projector_events_projected_total smsgate_projector_lag_entries smsgate_projector_lag_seconds smsgate_sse_clients"
+DISPATCHER_ONLY="smsgate_delivery_status_total smsgate_delivery_attempts_total smsgate_provider_latency_seconds smsgate_delivery_scheduled smsgate_status_callbacks_total smsgate_dispatcher_lag_entries smsgate_dispatcher_lag_seconds"
 ARCHIVER_ONLY="smsgate_archiver_events_archived_total smsgate_archiver_batch_size smsgate_archiver_batch_duration_seconds smsgate_archiver_insert_duration_seconds smsgate_archiver_lag_entries smsgate_archiver_lag_seconds smsgate_archiver_postgres_errors_total"
 
 ensure_prometheus
@@ -228,11 +232,12 @@ why_absent() {
     local reason="${ALLOW[$1]:-}"
     case "$role" in
         ingest)
-            [[ " $PROJECTOR_ONLY $ARCHIVER_ONLY " == *" $1 "* ]] && reason="not an ingest metric"
+            [[ " $PROJECTOR_ONLY $ARCHIVER_ONLY $DISPATCHER_ONLY " == *" $1 "* ]] && reason="not an ingest metric"
             [ "$1" = smsgate_stream_length ] && reason="may be kept only by the roles that read the stream"
             ;;
-        projector) [[ " $INGEST_ONLY $ARCHIVER_ONLY " == *" $1 "* ]] && reason="not a projector metric" ;;
-        archiver) [[ " $INGEST_ONLY $PROJECTOR_ONLY " == *" $1 "* ]] && reason="not an archiver metric" ;;
+        projector) [[ " $INGEST_ONLY $ARCHIVER_ONLY $DISPATCHER_ONLY " == *" $1 "* ]] && reason="not a projector metric" ;;
+        archiver) [[ " $INGEST_ONLY $PROJECTOR_ONLY $DISPATCHER_ONLY " == *" $1 "* ]] && reason="not an archiver metric" ;;
+        dispatcher) [[ " $INGEST_ONLY $PROJECTOR_ONLY $ARCHIVER_ONLY " == *" $1 "* ]] && reason="not a dispatcher metric" ;;
     esac
     printf '%s' "$reason"
 }

@@ -5,10 +5,11 @@
 # Installs what it lacks (as root, or through sudo):
 #   - promtool: Debian package `prometheus` (apt-get update + install only when missing)
 #   - nginx:    Debian package `nginx`, unpacked under .local/ (never installed as a service)
+#   - amtool:   Debian package `prometheus-alertmanager`, unpacked under .local/ (likewise)
 #   - PyYAML + jsonschema: PyPI, in a venv at .local/deploy-venv
 #
 # Checks: promtool check config / check rules / test rules, alert conventions and test
-# coverage, the Compose file against the vendored Compose-spec schema and its wiring, the
+# coverage, `amtool check-config` on the Alertmanager config as its entrypoint renders it, the Compose file against the vendored Compose-spec schema and its wiring, the
 # Grafana provisioning and dashboard (JSON, PromQL through promtool), that every smsgate_*
 # metric used is listed in docs/metrics.md, `nginx -t` on the proxy config,
 # `systemd-analyze verify` on the units, the Dockerfile's build commands, script syntax.
@@ -61,6 +62,7 @@ echo "# tools"
 ensure_prometheus
 promtool --version 2>&1 | head -1
 ensure_nginx
+ensure_amtool
 ensure_venv
 
 # --------------------------------------------------------------------- prometheus
@@ -77,6 +79,32 @@ check "promtool check rules deploy/prometheus/alerts.yml" \
 check "promtool test rules deploy/prometheus/alerts_test.yml" \
     promtool test rules deploy/prometheus/alerts_test.yml
 pychecks alerts
+
+# --------------------------------------------------------------------- alertmanager
+echo "# alertmanager"
+# Rendered by the container's own entrypoint, with a URL that exercises its escaping.
+hook_url="https://alerts.example.com/hooks/a&b?c='d'\\e"
+if [ -x "$AMTOOL_BIN" ]; then
+    check "deploy/alertmanager/entrypoint.sh renders the config (webhook URL from the environment)" \
+        env SMSGATE_ALERT_WEBHOOK_URL="$hook_url" \
+        ALERTMANAGER_CONFIG_DIR="$TMP/alertmanager" sh deploy/alertmanager/entrypoint.sh --render-only
+    check "amtool check-config deploy/alertmanager/alertmanager.yml (as rendered)" \
+        "$AMTOOL_BIN" check-config "$TMP/alertmanager/alertmanager.yml"
+    am_route() {
+        "$AMTOOL_BIN" config routes test --config.file="$TMP/alertmanager/alertmanager.yml" \
+            --verify.receivers=webhook severity=critical alertname=SmsgateDeliveryFailureRatioHigh &&
+            "$AMTOOL_BIN" config routes test --config.file="$TMP/alertmanager/alertmanager.yml" \
+                --verify.receivers=webhook severity=warning alertname=SmsgateDeliveryBacklogOld &&
+            "$PY" - "$TMP/alertmanager/alertmanager.yml" "$hook_url" <<'PY'
+import sys, yaml
+url = yaml.safe_load(open(sys.argv[1]))["receivers"][0]["webhook_configs"][0]["url"]
+sys.exit(0 if url == sys.argv[2] else f"rendered webhook url {url!r} != {sys.argv[2]!r}")
+PY
+    }
+    check "amtool config routes test: delivery alerts reach the webhook, its URL exactly as given" am_route
+else
+    skip "amtool check-config (no amtool binary)"
+fi
 
 # --------------------------------------------------------------------- compose
 echo "# compose"

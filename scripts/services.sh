@@ -27,6 +27,20 @@ ensure_command() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
 
+# ensure_prism: Stoplight Prism, which serves Twilio's published OpenAPI document to the delivery
+# tests and refuses requests that break it. Installed from npm under .local/ once.
+ensure_prism() {
+  local dir="$SMSGATE_STATE/prism"
+  if [ ! -x "$dir/node_modules/.bin/prism" ]; then
+    ensure_command npm npm
+    say "installing @stoplight/prism-cli (Twilio's API contract for the delivery tests)"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5.16.0 >/dev/null
+  fi
+  export SMSGATE_PRISM="$dir/node_modules/.bin/prism"
+  export SMSGATE_TWILIO_SPEC="${SMSGATE_TWILIO_SPEC:-$SMSGATE_ROOT/../shared/specs/twilio_api_v2010.json}"
+  [ -f "$SMSGATE_TWILIO_SPEC" ] || { echo "Twilio's OpenAPI document is not at $SMSGATE_TWILIO_SPEC" >&2; return 1; }
+}
+
 free_port() {
   local port
   for _ in $(seq 1 50); do

@@ -378,14 +378,19 @@ impl PartitionReader {
             let id = raw.id;
             self.stream_after = Some(id);
             match Decoded::new(self.partition, raw, 1) {
-                Decoded::Event(entry) => self.stream_buf.push_back(Replayed {
-                    partition: self.partition,
-                    stream_id: id,
-                    event: entry.event,
-                    origin: Origin::Stream,
-                    at_matches: true,
-                    differs_from_stream: false,
-                }),
+                Decoded::Event(entry) => {
+                    // Replay yields decisions; delivery status changes are not re-derived.
+                    if let limiter::delivery::Record::Decision(event) = entry.record {
+                        self.stream_buf.push_back(Replayed {
+                            partition: self.partition,
+                            stream_id: id,
+                            event,
+                            origin: Origin::Stream,
+                            at_matches: true,
+                            differs_from_stream: false,
+                        })
+                    }
+                }
                 // XRANGE never answers nil for an entry; only a pending read could.
                 Decoded::Gone { .. } => {}
                 Decoded::Undecodable { reason, .. } => {

@@ -91,6 +91,71 @@ FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $
 ON CONFLICT (id) DO NOTHING
 "#;
 
+const INSERT_STATUS: &str = r#"
+INSERT INTO sms_status
+    (id, message_id, stream_id, partition, at, "to", status, provider, provider_id, attempt, detail)
+SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int2[], $5::timestamptz[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[])
+ON CONFLICT (id) DO NOTHING
+"#;
+
+/// Inserts delivery status events (`(stream id, partition, event)`) in one statement; those
+/// already archived are skipped by the primary key. Returns how many were new.
+pub async fn insert_statuses(
+    pg: &PgPool,
+    statuses: &[(String, u16, &limiter::delivery::StatusEvent)],
+) -> Result<u64, ArchiverError> {
+    if statuses.is_empty() {
+        return Ok(0);
+    }
+    let text =
+        |f: &dyn Fn(&limiter::delivery::StatusEvent) -> Option<&str>| -> Vec<Option<String>> {
+            statuses
+                .iter()
+                .map(|(_, _, s)| f(s).map(|t| storable(t).into_owned()))
+                .collect()
+        };
+    let at: Vec<chrono::DateTime<chrono::Utc>> = statuses
+        .iter()
+        .map(|(_, _, s)| chrono::DateTime::from_timestamp_micros(s.at_us).unwrap_or_default())
+        .collect();
+    let result = sqlx::query(INSERT_STATUS)
+        .bind(statuses.iter().map(|(_, _, s)| s.id).collect::<Vec<_>>())
+        .bind(
+            statuses
+                .iter()
+                .map(|(_, _, s)| s.message_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            statuses
+                .iter()
+                .map(|(id, _, _)| id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            statuses
+                .iter()
+                .map(|(_, p, _)| i16::try_from(*p).unwrap_or(i16::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(at)
+        .bind(text(&|s| Some(&s.to)))
+        .bind(text(&|s| Some(s.status.as_str())))
+        .bind(text(&|s| Some(&s.provider)))
+        .bind(text(&|s| s.provider_id.as_deref()))
+        .bind(
+            statuses
+                .iter()
+                .map(|(_, _, s)| i32::try_from(s.attempt).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(&|s| s.detail.as_deref()))
+        .execute(pg)
+        .await?;
+    Ok(result.rows_affected())
+}
+
 /// `text` as Postgres can hold it. A Postgres `text` cannot hold U+0000 and everything else it
 /// can, so each NUL is written as U+FFFD (the replacement character) and every other character
 /// as it is: an accepted event is archived, never dead-lettered for its encoding. (Ingest

@@ -66,8 +66,16 @@ impl Role for Archive {
         let mut verdict = Verdict::ack_rest();
         let mut rows = Vec::with_capacity(batch.entries.len());
         let mut archived = Vec::with_capacity(batch.entries.len());
+        let mut statuses = Vec::new();
         for entry in &batch.entries {
-            match Row::new(batch.partition, &entry.id.to_string(), &entry.event) {
+            let event = match &entry.record {
+                limiter::delivery::Record::Decision(event) => event,
+                limiter::delivery::Record::Status(status) => {
+                    statuses.push((entry.id.to_string(), batch.partition, status));
+                    continue;
+                }
+            };
+            match Row::new(batch.partition, &entry.id.to_string(), event) {
                 Ok(row) => {
                     rows.push(row);
                     archived.push(entry);
@@ -76,6 +84,15 @@ impl Role for Archive {
             }
         }
         let started = Instant::now();
+        // Before the decisions: if this fails nothing is acked, and a redelivery inserts
+        // each status once (its UUID is the key).
+        if let Err(e) = store::insert_statuses(&self.pg, &statuses).await {
+            metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+            return Err(match e.is_transient() {
+                true => ApplyError::outage(e),
+                false => ApplyError::poison(e),
+            });
+        }
         let inserted = match store::insert_rows(&self.pg, &rows).await {
             Ok(inserted) => inserted,
             Err(e) => {

@@ -35,6 +35,7 @@ SCHEMA = DEPLOY / "compose-spec.schema.json"
 PROM_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 NGINX = DEPLOY / "proxy" / "nginx.conf"
 DOCKERFILE = DEPLOY / "Dockerfile"
 GRAFANA_DS = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
@@ -42,10 +43,14 @@ GRAFANA_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "smsgat
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "smsgate.json"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
-SMSGATE_ROLES = {"ingest", "projector", "archiver"}
+SMSGATE_ROLES = {"ingest", "projector", "archiver", "dispatcher"}
 REQUIRED_SERVICES = SMSGATE_ROLES | {
-    "redis", "postgres", "proxy", "prometheus", "grafana", "redis-exporter", "postgres-exporter",
+    "redis", "postgres", "proxy", "prometheus", "alertmanager", "grafana", "redis-exporter",
+    "postgres-exporter",
 }
+# Secrets only some deployments need (the twilio provider's token) may default to empty;
+# every other secret is required. Neither may ever be a literal.
+OPTIONAL_SECRETS = {"TWILIO_AUTH_TOKEN", "SMSGATE_CALLBACK_SECRET"}
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET|_PASS$", re.I)
 REQUIRED_PANELS = [
     "Request rate by outcome",
@@ -56,6 +61,10 @@ REQUIRED_PANELS = [
     "Dead letters",
     "Redis memory",
     "Postgres insert time",
+    "Delivery status per minute",
+    "Delivery failure ratio",
+    "Provider latency p50 / p99",
+    "Delivery backlog",
 ]
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 METRIC_RE = re.compile(r"\bsmsgate_[a-z0-9_]*[a-z0-9]")
@@ -258,7 +267,8 @@ def compose_checks() -> None:
             envmap = dict(item.split("=", 1) if "=" in item else (item, "") for item in envmap)
         for key, val in envmap.items():
             sval = "" if val is None else str(val)
-            if SECRET_KEY.search(key) and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", sval):
+            optional = key in OPTIONAL_SECRETS and sval == f"${{{key}:-}}"
+            if SECRET_KEY.search(key) and not optional and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", sval):
                 problems.append(f"{name}.{key} = {sval!r} is not a required ${{VAR:?...}} reference")
             for m in re.finditer(r"://[^:/@\s]+:(\$\{[^}]*\}|[^@\s]*)@", sval):
                 if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", m.group(1)):
@@ -287,7 +297,7 @@ def compose_checks() -> None:
     replicas = (services["ingest"].get("deploy") or {}).get("replicas")
     if replicas != 2:
         problems.append(f"ingest: deploy.replicas should be 2, is {replicas!r}")
-    check("roles: one image built from deploy/Dockerfile, `ingest|projector|archiver` commands, 2 ingest replicas",
+    check("roles: one image built from deploy/Dockerfile, `ingest|projector|archiver|dispatcher` commands, 2 ingest replicas",
           problems)
 
     # depends_on: always service_healthy, on services that have a health check.
@@ -344,11 +354,29 @@ def compose_checks() -> None:
     ports = [str(p) for p in services["proxy"].get("ports", [])]
     if not any(p.endswith(":3000") and p.split(":")[-2] == "3000" for p in ports):
         problems.append(f"proxy does not publish host port 3000 (ports: {ports})")
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "alertmanager", "grafana"):
         for p in services[name].get("ports", []):
             if not str(p).startswith("127.0.0.1:"):
                 problems.append(f"{name} publishes {p} beyond loopback")
-    check("ports: dashboard/API on :3000 through the proxy; Prometheus and Grafana on loopback", problems)
+    check("ports: dashboard/API on :3000 through the proxy; Prometheus, Alertmanager and Grafana on loopback", problems)
+
+    # Alerts reach someone: Prometheus sends to the alertmanager service, whose webhook URL is
+    # a required variable handed to the entrypoint that renders it into the config.
+    problems = []
+    prom_cfg = load_yaml(PROM_CONFIG)
+    am_targets = [t for am in (prom_cfg.get("alerting") or {}).get("alertmanagers", [])
+                  for sc in am.get("static_configs", []) for t in sc.get("targets", [])]
+    if "alertmanager:9093" not in am_targets:
+        problems.append(f"prometheus.yml alerting targets are {am_targets}, want alertmanager:9093")
+    am_raw = raw["services"]["alertmanager"]
+    hook = str((am_raw.get("environment") or {}).get("SMSGATE_ALERT_WEBHOOK_URL", ""))
+    if not re.fullmatch(r"\$\{SMSGATE_ALERT_WEBHOOK_URL:\?[^}]+\}", hook):
+        problems.append(f"alertmanager: SMSGATE_ALERT_WEBHOOK_URL should be a required ${{VAR:?...}}, is {hook!r}")
+    if "/etc/smsgate/alertmanager/entrypoint.sh" not in " ".join(map(str, am_raw.get("entrypoint") or [])):
+        problems.append("alertmanager: entrypoint is not deploy/alertmanager/entrypoint.sh")
+    if "@SMSGATE_ALERT_WEBHOOK_URL@" not in ALERTMANAGER.read_text(encoding="utf-8"):
+        problems.append(f"{ALERTMANAGER.relative_to(ROOT)} has no @SMSGATE_ALERT_WEBHOOK_URL@ to render")
+    check("alerts reach someone: prometheus -> alertmanager -> webhook from SMSGATE_ALERT_WEBHOOK_URL", problems)
 
     # Bind mounts point at files that exist.
     problems = []
@@ -520,7 +548,8 @@ def grafana_checks() -> None:
             problems.append(f"no panel titled {want!r}")
     exprs = " ".join(t["expr"] for _, t in dashboard_targets(dash))
     for needle in ("histogram_quantile(0.5", "histogram_quantile(0.99", "smsgate_http_request_duration_seconds_bucket",
-                   "redis_memory_used_bytes", "smsgate_archiver_insert_duration_seconds_bucket"):
+                   "redis_memory_used_bytes", "smsgate_archiver_insert_duration_seconds_bucket",
+                   "smsgate_provider_latency_seconds_bucket", "smsgate_dispatcher_lag_seconds"):
         if needle not in exprs:
             problems.append(f"no query uses {needle}")
     check("dashboard: unique panels on the provisioned datasource, with every required panel", problems)
@@ -556,6 +585,9 @@ def alerts_checks() -> None:
         "SmsgateHigh5xxRate": ['status=~"5.."', "> 0.01"],
         "SmsgateDeadLetters": ["increase(smsgate_dead_letters_total", "> 0"],
         "SmsgateRoleDown": ['up{job=~"smsgate.*"} == 0'],
+        "SmsgateDeliveryFailureRatioHigh": ['smsgate_delivery_status_total{status=~"failed|expired"}', "> 0.05"],
+        "SmsgateDeliveryBacklogOld": ["smsgate_dispatcher_lag_seconds > 300", "smsgate_dispatcher_lag_entries > 0"],
+        "SmsgateProviderLatencyHigh": ["histogram_quantile(0.99", "smsgate_provider_latency_seconds_bucket", "> 2"],
     }
     fors = {"SmsgateArchiveLagHigh": "5m", "SmsgateProjectionLagHigh": "2m", "SmsgateHigh5xxRate": "5m",
             "SmsgateRoleDown": "1m"}

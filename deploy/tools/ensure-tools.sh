@@ -5,6 +5,8 @@
 #   ensure_venv        .local/deploy-venv with PyYAML and jsonschema (PyPI); sets PY
 #   ensure_nginx       an nginx binary (PATH, or the Debian package unpacked under
 #                      .local/nginx, never installed as a running service); sets NGINX_BIN
+#   ensure_amtool      amtool (PATH, or the Debian package prometheus-alertmanager unpacked
+#                      under .local/alertmanager, never installed as a service); sets AMTOOL_BIN
 
 LOCAL="$ROOT/.local"
 VENV="$LOCAL/deploy-venv"
@@ -77,4 +79,27 @@ ensure_nginx() {
         fi
         dpkg-deb -x nginx_*.deb root
     ) || echo "could not fetch the nginx package"
+}
+
+ensure_amtool() {
+    AMTOOL_BIN="$(command -v amtool || true)"
+    if [ -n "$AMTOOL_BIN" ]; then
+        return 0
+    fi
+    AMTOOL_BIN="$LOCAL/alertmanager/root/usr/bin/amtool"
+    if [ -x "$AMTOOL_BIN" ]; then
+        return 0
+    fi
+    # Unpacked, not installed: installing the package would start an Alertmanager.
+    echo "amtool missing: unpacking Debian package prometheus-alertmanager into .local/alertmanager"
+    mkdir -p "$LOCAL/alertmanager"
+    (
+        cd "$LOCAL/alertmanager"
+        rm -f prometheus-alertmanager_*.deb
+        if ! apt-get download prometheus-alertmanager >/dev/null 2>&1; then
+            apt_update_once
+            apt-get download prometheus-alertmanager >/dev/null 2>&1
+        fi
+        dpkg-deb -x prometheus-alertmanager_*.deb root
+    ) || echo "could not fetch the prometheus-alertmanager package"
 }

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use limiter::Event;
-use limiter::codec::{self, EVENT_FIELD};
+use limiter::codec::EVENT_FIELD;
+use limiter::delivery::{Record, StatusEvent, decode_record};
 
 use crate::id::StreamId;
 use crate::reply::RawEntry;
@@ -18,7 +19,26 @@ pub struct Entry {
     pub deliveries: u64,
     /// The `e` field exactly as stored, which is what a dead letter keeps.
     pub raw: Bytes,
-    pub event: Event,
+    /// A decision, or a delivery status change (`limiter::delivery`).
+    pub record: Record,
+}
+
+impl Entry {
+    /// The decision, when the entry is one.
+    pub fn event(&self) -> Option<&Event> {
+        match &self.record {
+            Record::Decision(event) => Some(event),
+            Record::Status(_) => None,
+        }
+    }
+
+    /// The delivery status change, when the entry is one.
+    pub fn status(&self) -> Option<&StatusEvent> {
+        match &self.record {
+            Record::Status(status) => Some(status),
+            Record::Decision(_) => None,
+        }
+    }
 }
 
 /// A read entry before decoding: either an [`Entry`], or why no role can apply it.
@@ -53,13 +73,13 @@ impl Decoded {
                 reason: format!("no `{EVENT_FIELD}` field"),
             };
         };
-        match codec::decode(&payload) {
-            Ok(event) => Self::Event(Entry {
+        match decode_record(&payload) {
+            Ok(record) => Self::Event(Entry {
                 partition,
                 id,
                 deliveries,
                 raw: payload,
-                event,
+                record,
             }),
             Err(e) => Self::Undecodable {
                 id,
@@ -81,6 +101,8 @@ impl Decoded {
 mod tests {
     use std::collections::HashMap;
 
+    use limiter::codec;
+    use limiter::delivery::{DeliveryStatus, encode_status};
     use limiter::{Outcome, event::SCHEMA_VERSION};
 
     use super::*;
@@ -121,8 +143,15 @@ mod tests {
             panic!("an event decodes");
         };
         assert_eq!((entry.partition, entry.deliveries), (3, 2));
-        assert_eq!(entry.event, event);
+        assert_eq!(entry.event(), Some(&event));
         assert_eq!(entry.raw, bytes);
+        let status = StatusEvent::new(event.id, &event.to, DeliveryStatus::Sent, "log");
+        let bytes = encode_status(&status);
+        let Decoded::Event(entry) = Decoded::new(3, raw(Some(&[("e", &bytes)])), 1) else {
+            panic!("a status event decodes");
+        };
+        assert_eq!(entry.status(), Some(&status));
+        assert_eq!(entry.event(), None);
 
         let Decoded::Undecodable {
             raw: kept, reason, ..

@@ -61,10 +61,10 @@
 //!         let mut verdict = Verdict::ack_rest();
 //!         let mut sent = 0;
 //!         for entry in &batch.entries {
-//!             if entry.event.outcome != Outcome::Accepted {
-//!                 continue; // nothing to send: acked with the rest
-//!             }
-//!             let e = &entry.event;
+//!             // Status changes and refused decisions: nothing to send, acked with the rest.
+//!             let Some(e) = entry.event().filter(|e| e.outcome == Outcome::Accepted) else {
+//!                 continue;
+//!             };
 //!             match self.provider.send(e.id, &e.to, &e.message).await {
 //!                 Ok(Sent::Ok) => sent += 1,
 //!                 Ok(Sent::Refused(why)) => verdict.dead_letter(entry, why),

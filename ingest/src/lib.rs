@@ -8,12 +8,14 @@
 //! # Layout
 //! - [`phone`]: `PhoneNumber`, parsed with libphonenumber's rules and normalised to E.164.
 //! - [`message`]: `Message`, length rules and the SMS segment count (GSM-7 or UCS-2).
+//! - [`callback`]: `StatusCallback`, the shape of a client's `status_callback` URL.
 //! - [`client_ip`]: the client's IP: the socket peer, or `X-Forwarded-For` from a trusted proxy.
 //! - [`problem`]: the workspace's one HTTP error (crate `problem`), re-exported for the handlers.
 //! - [`rate_headers`]: `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
 //! - [`sms`]: the `POST /api/sms` handler.
 //! - [`telemetry`]: metric names and the HTTP latency middleware.
 
+pub mod callback;
 pub mod client_ip;
 pub mod message;
 pub mod phone;
@@ -46,6 +48,9 @@ pub struct IngestState {
     pub redis: Pool,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub test_numbers: Arc<TestNumbers>,
+    /// Whether a `status_callback` may be given: only when callbacks can be signed
+    /// (`SMSGATE_CALLBACK_SECRET` is set); otherwise one is a 422.
+    pub status_callbacks: bool,
 }
 
 /// The public API routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`:

@@ -19,6 +19,7 @@ use limiter::{
 use serde::{Deserialize, Serialize};
 
 use crate::IngestState;
+use crate::callback::StatusCallback;
 use crate::message::Message;
 use crate::phone::{PhoneNumber, TestNumbers};
 use crate::problem::{ApiError, FieldError, Problem};
@@ -42,6 +43,8 @@ struct SmsBody {
     message: String,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    status_callback: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +130,17 @@ async fn handle(
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
+    let status_callback = body
+        .status_callback
+        .as_deref()
+        .map(|url| match state.status_callbacks {
+            true => StatusCallback::parse(url),
+            false => Err("status callbacks are not enabled here (no SMSGATE_CALLBACK_SECRET)"),
+        })
+        .transpose()
+        .map_err(|e| errors.push(FieldError::new("status_callback", e)))
+        .ok()
+        .flatten();
     let Some(message) = message.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Unprocessable { errors });
     };
@@ -159,6 +173,7 @@ async fn handle(
             .as_deref()
             .zip(fingerprint.as_deref())
             .map(|(key, fingerprint)| Idempotency { key, fingerprint }),
+        status_callback: status_callback.as_ref().map(StatusCallback::as_str),
     };
     let limiter = state.limiter.load();
     let started = Instant::now();

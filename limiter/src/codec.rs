@@ -33,6 +33,10 @@ pub struct PendingEvent<'a> {
     /// Only when it is not `<ip>|<to>` (an IPv6 network, a masked IPv4 prefix).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<&'a str>,
+    /// The client's `status_callback` URL; only the dispatcher reads it
+    /// ([`crate::delivery::Deliverable`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,9 @@ pub struct SmsRequest<'a> {
 pub struct Context<'a> {
     pub destination: Destination<'a>,
     pub idempotency: Option<Idempotency<'a>>,
+    /// The client's `status_callback` URL, recorded with an accepted request so the dispatcher
+    /// reports every status change of the message there.
+    pub status_callback: Option<&'a str>,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request it was sent with.
@@ -243,6 +246,7 @@ impl RateLimiter {
             reason: blocked.map(BlockReason::as_str),
             country: context.destination.country,
             client: (network != request.ip.to_string()).then_some(client.as_str()),
+            status_callback: context.status_callback,
         });
         let mut keys = Vec::with_capacity(quotas.len() + 2);
         keys.push(stream);

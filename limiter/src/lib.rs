@@ -10,6 +10,8 @@
 //! - [`rules`]: `Ruleset`, the policy as rules on ip / to / country / prefix, from `SMSGATE_POLICY`.
 //! - [`event`]: the `Event` recorded for every decision, and its `Outcome`.
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
+//! - [`delivery`]: delivery status events, their decoding beside decisions, and the message
+//!   state that `delivery.lua` changes atomically with the stream.
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
@@ -18,6 +20,7 @@
 
 pub mod codec;
 pub mod connection;
+pub mod delivery;
 pub mod event;
 pub mod gate;
 pub mod json;

@@ -424,6 +424,7 @@ async fn blocked_destinations_and_clients_consume_nothing_and_are_recorded_with_
             number_type: Some("mobile"),
         },
         idempotency: None,
+        ..Default::default()
     };
     let premium = Context {
         destination: Destination {
@@ -431,6 +432,7 @@ async fn blocked_destinations_and_clients_consume_nothing_and_are_recorded_with_
             number_type: Some("premium_rate"),
         },
         idempotency: None,
+        ..Default::default()
     };
     let fine = Context {
         destination: Destination {
@@ -438,6 +440,7 @@ async fn blocked_destinations_and_clients_consume_nothing_and_are_recorded_with_
             number_type: Some("mobile"),
         },
         idempotency: None,
+        ..Default::default()
     };
     for (context, ip, reason) in [
         (&cuba, "198.51.100.3", BlockReason::Country),

@@ -73,6 +73,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/stats", get(stats))
+        .route("/api/stats/delivery", get(delivery_stats))
         .route("/api/events", get(events))
         .route("/api/clients/{ip}/{to}", get(client))
         .route("/api/live", get(live))
@@ -137,6 +138,46 @@ async fn stats(
         per_day,
         top,
     )))
+}
+
+/// `GET /api/stats/delivery?minutes=N`: delivery status changes per minute, per status.
+async fn delivery_stats(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let minutes = int_param(&params, "minutes", 60, 1..=MINUTE_SPAN)?;
+    let now_us = state.now_us();
+    let per_minute =
+        read::delivery_per_minute(state.redis.next(), &state.layout, now_us, minutes).await?;
+    let backlog = read::delivery_backlog(state.redis.next(), &state.layout).await?;
+    let statuses = limiter::delivery::DeliveryStatus::ALL;
+    let mut totals = [0u64; 7];
+    let rows: Vec<serde_json::Value> = per_minute
+        .iter()
+        .map(|(minute, counts)| {
+            let mut row = serde_json::Map::new();
+            row.insert(
+                "minute".into(),
+                limiter::json::rfc3339_micros(minute * 60_000_000).into(),
+            );
+            for (i, status) in statuses.iter().enumerate() {
+                totals[i] += counts[i];
+                row.insert(status.as_str().into(), counts[i].into());
+            }
+            row.into()
+        })
+        .collect();
+    let totals: serde_json::Map<String, serde_json::Value> = statuses
+        .iter()
+        .zip(totals)
+        .map(|(s, n)| (s.as_str().to_owned(), n.into()))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "now": limiter::json::rfc3339_micros(now_us),
+        "totals": totals,
+        "per_minute": rows,
+        "backlog": backlog,
+    })))
 }
 
 async fn events(
@@ -240,6 +281,10 @@ pub fn live_stream(feed: &LiveFeed) -> impl Stream<Item = Result<SseEvent, Infal
                 )),
                 Ok(LiveMessage::Stats(json)) => Some((
                     Ok(SseEvent::default().event("stats").data(&*json)),
+                    (receiver, connected),
+                )),
+                Ok(LiveMessage::Status(json)) => Some((
+                    Ok(SseEvent::default().event("status").data(&*json)),
                     (receiver, connected),
                 )),
                 Err(RecvError::Lagged(missed)) => {

@@ -11,9 +11,10 @@
 -- ARGV[4..6] buckets kept by the seconds, minutes and days hashes
 -- ARGV[7] minutes a per-minute top list lives after its minute ends
 -- ARGV[8] number of entries n, then 9 arguments per entry:
---   stream id, kind ('a' accepted, 'r' rejected), second, minute, day, index of the entry's
---   top-list pair in KEYS ('0' unless rejected), client key, lex member (padded id .. encoded
---   event), destination number
+--   stream id, kind ('a' accepted, 'r' rejected, 's' delivery status), second, minute, day,
+--   index of the entry's top-list pair in KEYS ('0' unless rejected), client key (the status
+--   for 's'), lex member (padded id .. encoded event), destination number
+-- A status change is counted in the minutes hash as field `<minute>:<status>`.
 -- Entries that are not events never get here: the engine (eventlog) dead-letters them.
 -- Returns {applied, skipped as already applied}.
 
@@ -39,6 +40,7 @@ local n = tonumber(ARGV[8])
 -- Each hash remembers its newest bucket; when a newer one starts, the buckets that fall out of
 -- the span are deleted, so the hashes stay bounded without a sweeper.
 local newest = {}
+local statuses = {'queued', 'sending', 'sent', 'delivered', 'undelivered', 'failed', 'expired'}
 local function count(hash, bucket, suffix)
   local span = spans[hash]
   local top = newest[hash]
@@ -49,7 +51,11 @@ local function count(hash, bucket, suffix)
   if top == false or bucket > top then
     if top ~= false then
       for b = top - span + 1, math.min(top, bucket - span) do
-        redis.call('HDEL', hash, b .. 'a', b .. 'r')
+        local fields = {b .. 'a', b .. 'r'}
+        for _, status in ipairs(statuses) do
+          fields[#fields + 1] = b .. ':' .. status
+        end
+        redis.call('HDEL', hash, unpack(fields))
       end
     end
     redis.call('HSET', hash, 'newest', bucket)
@@ -71,6 +77,9 @@ for i = 0, n - 1 do
   end
   if not fresh then
     skipped = skipped + 1
+  elseif kind == 's' then
+    count(KEYS[3], tonumber(ARGV[at + 3]), ':' .. ARGV[at + 6])
+    applied = applied + 1
   elseif kind == 'a' or kind == 'r' then
     local minute = tonumber(ARGV[at + 3])
     count(KEYS[2], tonumber(ARGV[at + 2]), kind)

@@ -9,6 +9,7 @@ use eventlog::{Entry, Script};
 use fred::clients::Client;
 use fred::types::Value;
 use limiter::Outcome;
+use limiter::delivery::Record;
 
 use crate::keys::{
     DAY_SPAN, MINUTE_SPAN, PartitionKeys, SECOND_SPAN, TOP_MINUTES, day_of, minute_of, second_of,
@@ -87,8 +88,20 @@ pub async fn apply(
     args.push(Value::from(TOP_MINUTES));
     args.push(Value::from(entries.len() as i64));
     for entry in entries {
-        let event = &entry.event;
         args.push(Value::from(entry.id.to_string()));
+        let event = match &entry.record {
+            Record::Decision(event) => event,
+            Record::Status(status) => {
+                args.push(Value::from("s"));
+                args.push(Value::from(second_of(status.at_us)));
+                args.push(Value::from(minute_of(status.at_us)));
+                args.push(Value::from(day_of(status.at_us)));
+                args.push(Value::from(0));
+                args.push(Value::from(status.status.as_str()));
+                args.extend(["", ""].map(Value::from));
+                continue;
+            }
+        };
         let minute = minute_of(event.at_us);
         let mut top = 0;
         if event.outcome != Outcome::Accepted {

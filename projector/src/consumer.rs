@@ -90,8 +90,8 @@ impl Role for Projection {
         metrics::counter!("smsgate_projector_events_projected_total")
             .increment(report.applied as u64);
         let now_us = now_micros();
-        for entry in &batch.entries {
-            let delay = (now_us - entry.event.at_us).max(0) as f64 / 1e6;
+        for event in batch.entries.iter().filter_map(|e| e.event()) {
+            let delay = (now_us - event.at_us).max(0) as f64 / 1e6;
             metrics::histogram!("smsgate_projector_delay_seconds").record(delay);
         }
         Ok(Verdict::settled_by_role().applied(report.applied as u64))

@@ -36,6 +36,9 @@ pub enum LiveMessage {
     Sms(Arc<str>),
     /// `event: stats`, `{"now", "totals"}`.
     Stats(Arc<str>),
+    /// `event: status`, one delivery status change as the client's `status_callback` gets it:
+    /// `{"id" (the message), "to", "status", "at", "provider", "provider_id", "attempt", "detail"}`.
+    Status(Arc<str>),
 }
 
 /// Handle to the process's feed; cheap to clone.
@@ -215,7 +218,7 @@ impl Reader {
 
     async fn read_once(&mut self) -> Result<(), eventlog::LogError> {
         let entries = read_waiting(&self.groups, BLOCK, POLL, |g, b| self.read_group(g, b)).await?;
-        let mut batch: Vec<(StreamId, String)> = Vec::new();
+        let mut batch: Vec<(StreamId, LiveMessage)> = Vec::new();
         for (stream, entries) in entries {
             let Some(i) = self.streams.iter().position(|s| *s == stream) else {
                 continue;
@@ -226,19 +229,39 @@ impl Reader {
                 let Decoded::Event(entry) = Decoded::new(0, raw, 1) else {
                     continue;
                 };
-                if let Ok(json) = serde_json::to_string(&EventJson::new(entry.id, &entry.event)) {
-                    batch.push((entry.id, json));
+                if let Some(status) = entry.status() {
+                    batch.push((entry.id, LiveMessage::Status(status_json(status).into())));
+                } else if let Some(event) = entry.event()
+                    && let Ok(json) = serde_json::to_string(&EventJson::new(entry.id, event))
+                {
+                    batch.push((entry.id, LiveMessage::Sms(json.into())));
                 }
             }
         }
         // Partitions are independent streams; interleave one read's worth by stream id.
         batch.sort_by_key(|(id, _)| *id);
-        for (_, json) in batch {
+        for (_, message) in batch {
             // No receivers is not an error: nobody is watching.
-            let _ = self.tx.send(LiveMessage::Sms(json.into()));
+            let _ = self.tx.send(message);
         }
         Ok(())
     }
+}
+
+/// A status change in the shape the client's `status_callback` receives, so the dashboard and
+/// clients read one format.
+fn status_json(status: &limiter::delivery::StatusEvent) -> String {
+    serde_json::json!({
+        "id": status.message_id.to_string(),
+        "to": status.to,
+        "status": status.status,
+        "at": limiter::json::rfc3339_micros(status.at_us),
+        "provider": status.provider,
+        "provider_id": status.provider_id,
+        "attempt": status.attempt,
+        "detail": status.detail,
+    })
+    .to_string()
 }
 
 async fn tick(

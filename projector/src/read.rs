@@ -338,3 +338,79 @@ pub async fn client_usage(
         })
         .collect())
 }
+
+/// `(minute number, count per delivery status)` for the `minutes` minutes up to and including
+/// the current one, oldest first, summed over partitions; statuses in [`DeliveryStatus::ALL`]
+/// order.
+pub async fn delivery_per_minute(
+    redis: &Client,
+    layout: &Layout,
+    now_us: i64,
+    minutes: i64,
+) -> Result<Vec<(i64, [u64; 7])>, fred::error::Error> {
+    use limiter::delivery::DeliveryStatus;
+    let last = minute_of(now_us);
+    let first = last - minutes + 1;
+    if minutes < 1 {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<String> = (first..=last)
+        .flat_map(|m| DeliveryStatus::ALL.map(|s| format!("{m}:{}", s.as_str())))
+        .collect();
+    let per_partition = try_join_all(PartitionKeys::all(layout).into_iter().map(|k| {
+        let fields = fields.clone();
+        async move {
+            redis
+                .hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields)
+                .await
+        }
+    }))
+    .await?;
+    let mut out: Vec<(i64, [u64; 7])> = (first..=last).map(|m| (m, [0; 7])).collect();
+    for values in per_partition {
+        for (i, value) in values.into_iter().enumerate() {
+            if let Some(slot) = out.get_mut(i / 7) {
+                slot.1[i % 7] += value.unwrap_or(0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the dispatcher still has to do: entries its consumer group has not settled (decisions
+/// not yet taken on), the age of the oldest, and messages on the retry schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DeliveryBacklog {
+    pub entries: u64,
+    pub oldest_seconds: f64,
+    pub scheduled: u64,
+}
+
+/// Measures [`DeliveryBacklog`] on every partition (read-only: the engine's measurement script
+/// without trimming, and ZCARD of the schedule).
+pub async fn delivery_backlog(
+    redis: &Client,
+    layout: &Layout,
+) -> Result<DeliveryBacklog, fred::error::Error> {
+    let store = limiter::delivery::DeliveryStore::new(layout.clone());
+    let mut backlog = DeliveryBacklog::default();
+    for partition in 0..layout.partitions() {
+        let stream = layout.stream(partition);
+        let group = eventlog::Group {
+            stream: &stream,
+            group: DISPATCHER_GROUP,
+        };
+        let state = group.maintain(redis, false).await.map_err(|e| match e {
+            eventlog::LogError::Redis(e) => e,
+            other => fred::error::Error::new(fred::error::ErrorKind::Unknown, other.to_string()),
+        })?;
+        backlog.entries += state.lag();
+        backlog.oldest_seconds = backlog.oldest_seconds.max(state.oldest_age.as_secs_f64());
+        backlog.scheduled += redis.zcard::<u64, _>(store.schedule_key(partition)).await?;
+    }
+    Ok(backlog)
+}
+
+/// The dispatcher's consumer group (the `dispatcher` crate's `GROUP`; the projector does not
+/// depend on the dispatcher).
+const DISPATCHER_GROUP: &str = "dispatcher";

@@ -72,7 +72,7 @@ where
             id,
             deliveries: 1,
             raw,
-            event,
+            record: limiter::delivery::Record::Decision(event),
         });
         if pending[p].len() >= BATCH {
             report.applied += apply(redis.next(), &parts[p], None, retention, &pending[p])

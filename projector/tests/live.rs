@@ -283,3 +283,125 @@ async fn a_receiver_that_falls_behind_is_dropped_and_the_others_keep_up() {
     shutdown.cancel();
     drop_namespace(pool.next(), &layout).await;
 }
+
+#[tokio::test]
+async fn delivery_status_changes_reach_sse_clients_as_status_events_in_the_callback_shape() {
+    use limiter::delivery::{
+        Admission, Change, Deliverable, DeliveryStatus, DeliveryStore, Schedule, StatusEvent,
+        now_us,
+    };
+    let pool = redis().await;
+    let layout = layout(1);
+    let limiter = Arc::new(RateLimiter::new(
+        Policy::parse("3/1m").unwrap(),
+        layout.clone(),
+    ));
+    let shutdown = CancellationToken::new();
+    let live = LiveFeed::start(pool.clone(), layout.clone(), shutdown.clone()).await;
+    let base = serve(router(ApiState::new(
+        pool.clone(),
+        layout.clone(),
+        limiter.policy().clone(),
+        live,
+    )))
+    .await;
+    let mut client = SseReader::connect(&format!("{base}/api/live")).await;
+
+    let to = "+14155550142";
+    let request = SmsRequest {
+        ip: "10.0.0.9".parse().unwrap(),
+        to,
+        from: None,
+        message: "code 1234",
+        segments: 1,
+    };
+    let decision = limiter.decide(pool.next(), &request).await.unwrap();
+    let store = DeliveryStore::new(layout.clone());
+    let message = Deliverable {
+        id: decision.id,
+        at_us: decision.at_us,
+        to: to.into(),
+        from: None,
+        message: "code 1234".into(),
+        status_callback: None,
+    };
+    let admission = Admission {
+        message: &message,
+        provider: "twilio",
+        deadline_us: now_us() + 60_000_000,
+        due_ms: now_us() / 1000,
+    };
+    assert!(
+        store
+            .admit(pool.next(), decision.partition, &admission)
+            .await
+            .unwrap()
+    );
+    let mut sent = StatusEvent::new(decision.id, to, DeliveryStatus::Sent, "twilio");
+    sent.attempt = 1;
+    sent.provider_id = Some("SM0123".into());
+    let change = Change {
+        event: sent,
+        schedule: Schedule::Keep,
+    };
+    assert!(
+        store
+            .change(pool.next(), decision.partition, &change)
+            .await
+            .unwrap()
+    );
+
+    // The decision first, then the status change recorded after it (admission writes none).
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (event, data) = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open");
+        if event == "sms" || event == "status" {
+            seen.push((event, serde_json::from_str::<Value>(&data).unwrap()));
+        }
+    }
+    assert_eq!(seen[0].0, "sms");
+    assert_eq!(seen[0].1["id"], decision.id.to_string());
+    let statuses: Vec<&str> = seen[1..]
+        .iter()
+        .map(|(e, v)| {
+            assert_eq!(e, "status");
+            assert_eq!(
+                v["id"],
+                decision.id.to_string(),
+                "the message's id, not the event's"
+            );
+            assert_eq!(v["to"], to);
+            assert_eq!(v["provider"], "twilio");
+            v["status"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, ["sent"]);
+    let sent = &seen[1].1;
+    assert_eq!(sent["provider_id"], "SM0123");
+    assert_eq!(sent["attempt"], 1);
+    assert!(sent["detail"].is_null());
+    let keys: std::collections::BTreeSet<&str> = sent
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "at",
+            "attempt",
+            "detail",
+            "id",
+            "provider",
+            "provider_id",
+            "status",
+            "to"
+        ]
+        .into()
+    );
+    shutdown.cancel();
+}

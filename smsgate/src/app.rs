@@ -29,6 +29,7 @@ pub struct Roles {
     pub ingest: bool,
     pub projector: bool,
     pub archiver: bool,
+    pub dispatcher: bool,
 }
 
 impl Roles {
@@ -36,29 +37,40 @@ impl Roles {
         ingest: true,
         projector: true,
         archiver: true,
+        dispatcher: true,
     };
     pub const INGEST: Self = Self {
         ingest: true,
         projector: false,
         archiver: false,
+        dispatcher: false,
     };
     pub const PROJECTOR: Self = Self {
         ingest: false,
         projector: true,
         archiver: false,
+        dispatcher: false,
+    };
+    pub const DISPATCHER: Self = Self {
+        ingest: false,
+        projector: false,
+        archiver: false,
+        dispatcher: true,
     };
     pub const ARCHIVER: Self = Self {
         ingest: false,
         projector: false,
         archiver: true,
+        dispatcher: false,
     };
 
     fn name(self) -> &'static str {
-        match (self.ingest, self.projector, self.archiver) {
-            (true, true, true) => "serve",
-            (true, false, false) => "ingest",
-            (false, true, false) => "projector",
-            (false, false, true) => "archiver",
+        match (self.ingest, self.projector, self.archiver, self.dispatcher) {
+            (true, true, true, true) => "serve",
+            (true, false, false, false) => "ingest",
+            (false, true, false, false) => "projector",
+            (false, false, true, false) => "archiver",
+            (false, false, false, true) => "dispatcher",
             _ => "custom",
         }
     }
@@ -100,6 +112,12 @@ impl App {
         if roles.ingest {
             let rules = settings.rules()?;
             public = public.merge(ingest_router(&ctx, rules).await);
+        }
+        if roles.ingest || roles.dispatcher {
+            public = public.merge(roles::dispatcher::public_routes(&settings, redis.clone()));
+        }
+        if roles.dispatcher {
+            roles::dispatcher::start(&ctx).await?;
         }
         if roles.projector {
             let parts = roles::projector::start(&ctx).await?;
@@ -256,6 +274,7 @@ async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
         redis: ctx.redis.clone(),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         test_numbers: Arc::new(settings.test_numbers.clone()),
+        status_callbacks: crate::cli::given(&settings.delivery.callback_secret).is_some(),
     })
 }
 

@@ -40,6 +40,8 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run only the dispatcher: accepted SMS to the provider, status back onto the stream.
+    Dispatcher(Settings),
     /// Print events in order from the archive and the stream's tail (JSON lines or a table).
     Replay {
         #[command(flatten)]
@@ -107,6 +109,77 @@ pub struct Settings {
     /// The built dashboard (`npm --prefix dashboard run build`).
     #[arg(long, env = "SMSGATE_DASHBOARD_DIR", default_value = "dashboard/dist")]
     pub dashboard_dir: PathBuf,
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
+}
+
+/// Which provider delivers, how fast, for how long, and where status changes are reported.
+#[derive(Clone, Debug, Args)]
+pub struct DeliverySettings {
+    /// `log` (append to SMSGATE_OUTBOX, marked delivered) or `twilio`.
+    #[arg(long, env = "SMSGATE_PROVIDER", default_value = "log", value_parser = ["log", "twilio"])]
+    pub provider: String,
+    /// The `log` provider's file.
+    #[arg(long, env = "SMSGATE_OUTBOX", default_value = "outbox.log")]
+    pub outbox: PathBuf,
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    #[arg(long, env = "TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    #[arg(long, env = "TWILIO_MESSAGING_SERVICE_SID")]
+    pub twilio_messaging_service_sid: Option<String>,
+    #[arg(
+        long,
+        env = "TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_base_url: String,
+    /// Sends a second to the provider, across every dispatcher replica.
+    #[arg(long, env = "SMSGATE_PROVIDER_TPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub provider_tps: u32,
+    /// A message not handed over this long after its decision is `expired`.
+    #[arg(long, env = "SMSGATE_DELIVERY_TTL", default_value = "1h", value_parser = parse_interval)]
+    pub delivery_ttl: Duration,
+    /// How long a dispatcher's claim on a message in flight lasts before another replica takes
+    /// it over (longer than the provider's timeout).
+    #[arg(long, env = "SMSGATE_DELIVERY_LEASE", default_value = "60s", value_parser = parse_interval)]
+    pub delivery_lease: Duration,
+    /// Signs client status callbacks; without it a `status_callback` is refused (422).
+    #[arg(long, env = "SMSGATE_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<String>,
+    /// CIDRs that status callbacks may reach although not public (private, loopback, …).
+    #[arg(long, env = "SMSGATE_CALLBACK_ALLOW", default_value = "", value_parser = parse_cidrs)]
+    pub callback_allow: CidrList,
+    /// smsgate's public URL (`https://sms.example.com`): what Twilio signs its receipts over,
+    /// and where it is told to send them. Without it, the request's own scheme and host.
+    #[arg(long, env = "SMSGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// An optional setting given as an empty string (`VAR=` in an env file, `${VAR:-}` in Compose) is
+/// not given: clap hands it over as `Some("")`, and an empty secret must never sign or verify
+/// anything (an HMAC with an empty key is one anybody can compute).
+pub fn given(value: &Option<String>) -> Option<&String> {
+    value.as_ref().filter(|v| !v.is_empty())
+}
+
+/// A comma-separated list of CIDRs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CidrList(pub Vec<ipnet::IpNet>);
+
+fn parse_cidrs(text: &str) -> Result<CidrList, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{c}` is not a CIDR like 10.0.0.0/8 or an address"))
+        })
+        .collect::<Result<_, _>>()
+        .map(CidrList)
 }
 
 /// What one client may hold of the HTTP server: slow or idle connections are closed, and the
@@ -175,4 +248,40 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     }
     limiter::policy::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration like 30s, 10m or 1h"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Delivery {
+        #[command(flatten)]
+        delivery: DeliverySettings,
+    }
+
+    #[test]
+    fn an_empty_optional_setting_is_not_given() {
+        assert_eq!(given(&None), None);
+        assert_eq!(given(&Some(String::new())), None);
+        assert_eq!(given(&Some("s3cret".into())), Some(&"s3cret".to_owned()));
+    }
+
+    #[test]
+    fn an_empty_callback_secret_or_twilio_token_from_the_environment_is_none() {
+        // What `${SMSGATE_CALLBACK_SECRET:-}` in docker-compose.yml hands the process.
+        let settings = <Delivery as clap::Parser>::try_parse_from([
+            "smsgate",
+            "--callback-secret",
+            "",
+            "--twilio-auth-token",
+            "",
+        ])
+        .unwrap()
+        .delivery;
+        assert_eq!(settings.callback_secret.as_deref(), Some(""));
+        assert_eq!(given(&settings.callback_secret), None);
+        assert_eq!(given(&settings.twilio_auth_token), None);
+    }
 }

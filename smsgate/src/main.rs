@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
             }
             (settings, Roles::PROJECTOR)
         }
+        Command::Dispatcher(settings) => (settings, Roles::DISPATCHER),
         Command::Archiver { settings, once } => {
             if once {
                 return roles::archiver::run_once(&settings).await;

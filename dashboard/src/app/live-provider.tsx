@@ -3,11 +3,13 @@ import { useEffect, useState, type ReactNode } from 'react';
 
 import { env } from '@/config/env';
 import { sessionQueryKey } from '@/features/auth/api/session';
+import { applyStatusToDeliveryStats } from '@/features/delivery/api/get-delivery-stats';
+import { applyStatusChange } from '@/features/delivery/api/get-message';
 import { applyEventToEvents } from '@/features/events/api/get-events';
 import { applyEventToStats, applyStatsTick } from '@/features/overview/api/get-stats';
 import { LiveContext, type LiveStatus } from '@/hooks/use-live';
 import { apiUrl } from '@/lib/api-client';
-import type { SmsEvent, StatsTick } from '@/lib/types';
+import type { SmsEvent, StatsTick, StatusChange } from '@/lib/types';
 
 /** After the browser gives up on the stream (e.g. a 401 or 5xx), try again this much later. */
 const RECONNECT_MS = 5_000;
@@ -23,7 +25,8 @@ function parse<T>(data: unknown): T | null {
 
 /**
  * The app's one EventSource on `/api/live`. `sms` events go into every cached event list and
- * the per-minute stats; `stats` ticks replace the totals. After a gap (reconnect), the cached
+ * the per-minute stats; `stats` ticks replace the totals; `status` events (delivery status
+ * changes) go into the message they are about and the delivery stats. After a gap (reconnect), the cached
  * lists are refetched so nothing missed in between stays missing.
  */
 export function LiveProvider({ children }: { children: ReactNode }) {
@@ -43,6 +46,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         missedSome = false;
         void queryClient.invalidateQueries({ queryKey: ['events'] });
         void queryClient.invalidateQueries({ queryKey: ['stats'] });
+        void queryClient.invalidateQueries({ queryKey: ['delivery-stats'] });
+        void queryClient.invalidateQueries({ queryKey: ['sms'] });
       }
     };
     source.addEventListener('sms', (e: MessageEvent) => {
@@ -50,6 +55,12 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       if (!event) return;
       applyEventToEvents(queryClient, event);
       applyEventToStats(queryClient, event);
+    });
+    source.addEventListener('status', (e: MessageEvent) => {
+      const change = parse<StatusChange>(e.data);
+      if (!change) return;
+      applyStatusChange(queryClient, change);
+      applyStatusToDeliveryStats(queryClient, change);
     });
     source.addEventListener('stats', (e: MessageEvent) => {
       const tick = parse<StatsTick>(e.data);

@@ -3,17 +3,19 @@ import { Route, Routes, useLocation } from 'react-router';
 
 import { HistoryRoute } from '@/app/routes/history';
 import { LiveLogRoute } from '@/app/routes/live-log';
+import { MessageRoute } from '@/app/routes/message';
 import { NotFoundRoute } from '@/app/routes/not-found';
 import { OverviewRoute } from '@/app/routes/overview';
 import { SendRoute } from '@/app/routes/send';
-import { paths } from '@/config/paths';
+import { messageRoute, paths } from '@/config/paths';
 
 /** Keeps the document title in step with the page. */
 function useRouteAnnouncer() {
   const { pathname } = useLocation();
   useEffect(() => {
     const page = Object.values(paths).find((p) => p.path === pathname);
-    document.title = page ? `${page.label} · smsgate` : 'smsgate';
+    const label = page?.label ?? (pathname.startsWith('/messages/') ? 'Message' : null);
+    document.title = label ? `${label} · smsgate` : 'smsgate';
   }, [pathname]);
 }
 
@@ -25,6 +27,7 @@ export function AppRoutes() {
       <Route path={paths.live.path} element={<LiveLogRoute />} />
       <Route path={paths.send.path} element={<SendRoute />} />
       <Route path={paths.history.path} element={<HistoryRoute />} />
+      <Route path={messageRoute} element={<MessageRoute />} />
       <Route path="*" element={<NotFoundRoute />} />
     </Routes>
   );

@@ -2,14 +2,26 @@ import type { ReactNode } from 'react';
 
 import { OutcomeBadge } from '@/components/outcome-badge';
 import { Time } from '@/components/time';
+import { DeliveryCell } from '@/features/delivery/components/delivery-cell';
 import { formatSeconds } from '@/lib/format';
 import type { SmsEvent } from '@/lib/types';
 
-export type EventColumn = 'time' | 'outcome' | 'ip' | 'to' | 'from' | 'message' | 'segments' | 'violated' | 'retry_after';
+export type EventColumn =
+  | 'time'
+  | 'outcome'
+  | 'delivery'
+  | 'ip'
+  | 'to'
+  | 'from'
+  | 'message'
+  | 'segments'
+  | 'violated'
+  | 'retry_after';
 
 const HEADERS: Record<EventColumn, string> = {
   time: 'Time',
   outcome: 'Outcome',
+  delivery: 'Delivery',
   ip: 'IP',
   to: 'Number',
   from: 'From',
@@ -25,6 +37,8 @@ function cell(event: SmsEvent, column: EventColumn, fullTime: boolean): ReactNod
       return <Time at={event.at} full={fullTime} />;
     case 'outcome':
       return <OutcomeBadge outcome={event.outcome} />;
+    case 'delivery':
+      return <DeliveryCell event={event} />;
     case 'ip':
       return <span className="mono">{event.ip}</span>;
     case 'to':

@@ -146,3 +146,68 @@ export interface ClientState {
   to: string;
   windows: ClientWindow[];
 }
+
+/** Where a message is on its way to the phone (DESIGN.md, "Delivery"). */
+export type DeliveryStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'undelivered' | 'failed' | 'expired';
+
+export const DELIVERY_STATUSES: readonly DeliveryStatus[] = [
+  'queued',
+  'sending',
+  'sent',
+  'delivered',
+  'undelivered',
+  'failed',
+  'expired',
+];
+
+/** Statuses after which nothing changes any more. */
+export const FINAL_STATUSES: ReadonlySet<DeliveryStatus> = new Set(['delivered', 'undelivered', 'failed', 'expired']);
+
+export interface DeliveryHistoryEntry {
+  status: DeliveryStatus;
+  at: string;
+  detail: string | null;
+}
+
+/** `GET /api/sms/{id}`: a message's delivery, without its body. */
+export interface SmsDelivery {
+  id: string;
+  to: string;
+  status: DeliveryStatus;
+  provider: string;
+  provider_id: string | null;
+  attempts: number;
+  /** Oldest first. */
+  history: DeliveryHistoryEntry[];
+}
+
+/** Payload of the `status` SSE event: one status change (the client callback's JSON). */
+export interface StatusChange {
+  id: string;
+  to: string;
+  status: DeliveryStatus;
+  at: string;
+  provider: string;
+  provider_id: string | null;
+  attempt: number;
+  detail: string | null;
+}
+
+export type DeliveryCounts = Record<DeliveryStatus, number>;
+
+export interface DeliveryMinute extends DeliveryCounts {
+  /** Start of the minute, RFC 3339. */
+  minute: string;
+}
+
+/** `GET /api/stats/delivery`: status changes per minute; latency and backlog when the server has them. */
+export interface DeliveryStats {
+  now: string;
+  totals: DeliveryCounts;
+  /** Oldest first, one entry per minute, zeros included. */
+  per_minute: DeliveryMinute[];
+  /** Provider call latency in seconds. */
+  latency?: { p50: number | null; p99: number | null };
+  /** Accepted messages not yet taken on, the age of the oldest, and messages waiting for a retry. */
+  backlog?: { entries: number; oldest_seconds: number; scheduled: number };
+}

@@ -71,7 +71,7 @@ export class FakeEventSource extends EventTarget {
  * one macrotask, because TanStack Query notifies observers on a `setTimeout(0)`: after this
  * resolves, the screen shows the event.
  */
-export async function emitLive(type: 'sms' | 'stats', data: unknown): Promise<void> {
+export async function emitLive(type: 'sms' | 'stats' | 'status', data: unknown): Promise<void> {
   await act(async () => {
     const source = FakeEventSource.latest();
     if (source.readyState !== FakeEventSource.OPEN) source.open();

@@ -1,4 +1,14 @@
-import type { EventsPage, History, SmsEvent, Stats, Totals } from '@/lib/types';
+import type {
+  DeliveryCounts,
+  DeliveryStats,
+  EventsPage,
+  History,
+  SmsDelivery,
+  SmsEvent,
+  Stats,
+  StatusChange,
+  Totals,
+} from '@/lib/types';
 
 let seq = 0;
 
@@ -63,6 +73,61 @@ export function makeHistory(overrides: Partial<History> = {}): History {
       { start: '2026-11-28T05:00:00Z', accepted: 120, rejected: 4 },
       { start: '2026-11-28T06:00:00Z', accepted: 98, rejected: 11 },
     ],
+    ...overrides,
+  };
+}
+
+const zeroCounts = (): DeliveryCounts => ({
+  queued: 0,
+  sending: 0,
+  sent: 0,
+  delivered: 0,
+  undelivered: 0,
+  failed: 0,
+  expired: 0,
+});
+
+/** Delivery stats over the same 60 minutes as {@link makeStats}: a little traffic in the last one. */
+export function makeDeliveryStats(overrides: Partial<DeliveryStats> = {}): DeliveryStats {
+  const end = Date.UTC(2026, 10, 28, 7, 59, 0);
+  const last = { ...zeroCounts(), queued: 3, sending: 3, sent: 3, delivered: 2, failed: 1 };
+  const per_minute = Array.from({ length: 60 }, (_, i) => ({
+    minute: new Date(end - (59 - i) * 60_000).toISOString().replace('.000Z', 'Z'),
+    ...(i === 59 ? last : zeroCounts()),
+  }));
+  return { now: '2026-11-28T07:59:30Z', totals: { ...last }, per_minute, ...overrides };
+}
+
+/** A message the log provider delivered at once (queued → sending → sent → delivered). */
+export function makeMessage(id: string, overrides: Partial<SmsDelivery> = {}): SmsDelivery {
+  return {
+    id,
+    to: '+14155550123',
+    status: 'delivered',
+    provider: 'log',
+    provider_id: `log-${id.slice(-4)}`,
+    attempts: 1,
+    history: [
+      { status: 'queued', at: '2026-11-28T07:59:01.000100Z', detail: null },
+      { status: 'sending', at: '2026-11-28T07:59:01.000200Z', detail: null },
+      { status: 'sent', at: '2026-11-28T07:59:01.000300Z', detail: null },
+      { status: 'delivered', at: '2026-11-28T07:59:01.000400Z', detail: null },
+    ],
+    ...overrides,
+  };
+}
+
+/** One `status` SSE event for message `id`. */
+export function makeStatusChange(id: string, overrides: Partial<StatusChange> = {}): StatusChange {
+  return {
+    id,
+    to: '+14155550123',
+    status: 'sent',
+    at: '2026-11-28T07:59:10Z',
+    provider: 'twilio',
+    provider_id: 'SM0123456789abcdef0123456789abcdef',
+    attempt: 1,
+    detail: null,
     ...overrides,
   };
 }

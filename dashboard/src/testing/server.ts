@@ -1,7 +1,7 @@
 import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 
-import { makeHistory, makeStats, page } from '@/testing/fixtures';
+import { makeDeliveryStats, makeHistory, makeStats, page } from '@/testing/fixtures';
 
 /** A problem+json answer, the way smsgate renders errors. */
 export function problem(status: number, body: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
@@ -18,6 +18,9 @@ export const handlers = [
   http.get('/api/events', () => HttpResponse.json(page([]))),
   http.get('/api/history', () => HttpResponse.json(makeHistory())),
   http.get('/api/audit', () => HttpResponse.json({ events: [] })),
+  http.get('/api/stats/delivery', () => HttpResponse.json(makeDeliveryStats())),
+  // No delivery known unless a test says otherwise (a rejected or not yet dispatched message).
+  http.get('/api/sms/:id', () => problem(404, { title: 'Not Found' })),
 ];
 
 export const server = setupServer(...handlers);

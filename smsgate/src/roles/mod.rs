@@ -2,6 +2,7 @@
 //! routes it serves. Background work is spawned on `ctx.tasks` and stops with `ctx.shutdown`.
 
 pub mod archiver;
+pub mod dispatcher;
 pub mod projector;
 
 use std::time::Duration;

@@ -71,7 +71,7 @@ export function AuditSearch() {
             label={`Audit trail for ${subject}`}
             events={audit.data.events}
             fullTime
-            columns={['time', 'outcome', 'ip', 'to', 'from', 'message', 'segments', 'violated', 'retry_after']}
+            columns={['time', 'outcome', 'delivery', 'ip', 'to', 'from', 'message', 'segments', 'violated', 'retry_after']}
             empty="No events for this search."
           />
         </>

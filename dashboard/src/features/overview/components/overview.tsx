@@ -1,4 +1,5 @@
 import { ErrorAlert } from '@/components/error-alert';
+import { DeliveryPanel } from '@/features/delivery/components/delivery-panel';
 import { useStats } from '@/features/overview/api/get-stats';
 import { PerMinuteChart } from '@/features/overview/components/per-minute-chart';
 import { TopClients, TopNumbers } from '@/features/overview/components/top-offenders';
@@ -38,6 +39,7 @@ export function Overview() {
           </div>
         </>
       )}
+      <DeliveryPanel />
       <ViolationsTable />
     </div>
   );
