@@ -8,7 +8,9 @@ use sqlx::{PgPool, Row as _};
 use crate::error::ArchiverError;
 
 /// Bucket width of [`history`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = HistoryBucketSize)]
 pub enum Bucket {
     Hour,
     Day,
@@ -39,15 +41,17 @@ impl Bucket {
 }
 
 /// `{"bucket", "buckets": [{"start", "accepted", "rejected"}]}` of `GET /api/history`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct History {
-    pub bucket: &'static str,
+    pub bucket: Bucket,
     pub buckets: Vec<BucketCounts>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = HistoryBucket)]
 pub struct BucketCounts {
     /// Start of the bucket, RFC 3339 UTC in whole seconds.
+    #[schema(format = DateTime)]
     pub start: String,
     pub accepted: i64,
     pub rejected: i64,
@@ -99,8 +103,5 @@ pub async fn history(
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(History {
-        bucket: bucket.as_str(),
-        buckets,
-    })
+    Ok(History { bucket, buckets })
 }

@@ -3,14 +3,18 @@
 //!
 //! - `GET /api/history?bucket=hour|day&since=&until=`: accepted and rejected counts per bucket
 //!   from Postgres, every bucket present, oldest first. Defaults: `until` now, `since` one day
-//!   (hour buckets) or thirty days (day buckets) before `until`.
-//! - `GET /api/audit?to=&ip=&since=&until=&limit=`: one number's or one IP's events from the
+//!   (hour buckets) or thirty days (day buckets) before `until`; an empty range has no buckets,
+//!   a range of more than `MAX_BUCKETS` buckets gets its newest `MAX_BUCKETS`.
+//! - `GET /api/audit?to=&ip=&since=&until=&limit=`: one number's or one IP's (or, without
+//!   either, every) events from the
 //!   archive and the stream's tail (the replay reader), the newest `limit` (default 1,000, at
 //!   most 10,000) of the range, oldest first. `to` is compared as given (trimmed) against the
 //!   recorded E.164; a leading `+` sent unencoded arrives as a space and is restored.
 //!
 //! Errors are problem+json; a 400 names the offending field.
 
+use problem::openapi::{InvalidParameter, TokenProblems, Unavailable};
+use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -49,6 +53,18 @@ pub fn router(state: ArchiveApi) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI description of the archive routes, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_history, get_audit))]
+pub struct ApiDoc;
+
+/// `GET /api/audit`: the events, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Audit)]
+pub struct AuditJson<'a> {
+    pub events: Vec<EventJson<'a>>,
+}
+
 fn invalid(field: &'static str, detail: impl ToString) -> ApiError {
     ApiError::invalid(vec![FieldError::new(field, detail)])
 }
@@ -57,11 +73,8 @@ fn time_param(
     params: &HashMap<String, String>,
     field: &'static str,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(text) = params
-        .get(field)
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-    else {
+    // Absent is the default; present but empty is a mistake, refused like any bad time.
+    let Some(text) = params.get(field).map(|t| t.trim()) else {
         return Ok(None);
     };
     DateTime::parse_from_rfc3339(text)
@@ -75,12 +88,27 @@ fn range(
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let until = time_param(params, "until")?.unwrap_or_else(Utc::now);
     let since = time_param(params, "since")?.unwrap_or(until - default_span);
-    if since >= until {
-        return Err(invalid("since", "must be before `until`"));
-    }
     Ok((since, until))
 }
 
+/// Accepted and rejected counts per hour or day from the archive, every bucket present.
+#[utoipa::path(
+    get,
+    path = "/api/history",
+    tag = "operator",
+    params(
+        ("bucket" = Option<history::Bucket>, Query, description = "bucket width (default hour)"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; default one day (hour) or thirty days (day) before `until`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; default now"),
+    ),
+    responses(
+        (status = 200, body = history::History),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn get_history(
     State(state): State<ArchiveApi>,
     Query(params): Query<HashMap<String, String>>,
@@ -96,19 +124,39 @@ async fn get_history(
         Bucket::Day => Duration::days(30),
     };
     let (since, until) = range(&params, default_span)?;
-    if (until - since).num_seconds() / bucket.seconds() > MAX_BUCKETS {
-        return Err(invalid(
-            "since",
-            format!(
-                "the range holds more than {MAX_BUCKETS} buckets; narrow it or use day buckets"
-            ),
-        ));
+    // An empty range has no buckets; a range of more than MAX_BUCKETS gets its newest ones.
+    if since >= until {
+        return Ok(Json(history::History {
+            bucket,
+            buckets: Vec::new(),
+        }));
     }
+    let since = since.max(until - Duration::seconds(MAX_BUCKETS * bucket.seconds()));
     Ok(Json(
         history::history(&state.pg, bucket, since, until).await?,
     ))
 }
 
+/// One number's or one IP's events from the archive and the stream's tail.
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    tag = "operator",
+    params(
+        ("to" = Option<String>, Query, description = "only this number (E.164); without `to` and `ip`, every event of the range"),
+        ("ip" = inline(Option<limiter::json::IpAddrSchema>), Query, description = "only this client IP"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "the newest this many of the range (default 1,000)"),
+    ),
+    responses(
+        (status = 200, body = AuditJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn get_audit(
     State(state): State<ArchiveApi>,
     Query(params): Query<HashMap<String, String>>,
@@ -126,7 +174,9 @@ async fn get_audit(
             to.to_owned()
         }
     });
-    let ip = match text("ip") {
+    // An empty `ip` (or `limit`) is not an address (a number): refused, not read as absent.
+    let present = |field: &str| params.get(field).map(|v| v.trim());
+    let ip = match present("ip") {
         Some(ip) => Some(
             ip.parse::<IpAddr>()
                 .map_err(|_| invalid("ip", "must be an IPv4 or IPv6 address"))?,
@@ -140,7 +190,7 @@ async fn get_audit(
             FieldError::new("ip", either),
         ]));
     }
-    let limit = match text("limit") {
+    let limit = match present("limit") {
         Some(l) => l
             .parse::<usize>()
             .ok()
@@ -158,7 +208,7 @@ async fn get_audit(
     if let (Some(s), Some(u)) = (since, until)
         && s >= u
     {
-        return Err(invalid("since", "must be before `until`"));
+        return Ok(Json(AuditJson { events: Vec::new() }).into_response());
     }
     let filter = Filter {
         since_us: since.map(|t| t.timestamp_micros()),
@@ -184,6 +234,6 @@ async fn get_audit(
         }
         newest.push_back(item);
     }
-    let events: Vec<EventJson<'_>> = newest.iter().map(event_json).collect();
-    Ok(Json(serde_json::json!({ "events": events })).into_response())
+    let events = newest.iter().map(event_json).collect();
+    Ok(Json(AuditJson { events }).into_response())
 }

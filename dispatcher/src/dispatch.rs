@@ -236,8 +236,7 @@ impl Dispatcher {
                 &job,
                 DeliveryStatus::Expired,
                 job.attempts,
-                None,
-                Some(detail),
+                Said::detail(detail),
                 Schedule::Unschedule,
             )
             .await?;
@@ -249,7 +248,13 @@ impl Dispatcher {
             ms: now_ms() + self.lease_ms(),
         };
         if !self
-            .record(&job, DeliveryStatus::Sending, attempt, None, None, lease)
+            .record(
+                &job,
+                DeliveryStatus::Sending,
+                attempt,
+                Said::default(),
+                lease,
+            )
             .await?
         {
             return Ok(());
@@ -264,9 +269,9 @@ impl Dispatcher {
                 body: &job.body,
             })
             .await;
+        let latency = started.elapsed();
         let provider = self.provider.name();
-        metrics::histogram!(PROVIDER_LATENCY, "provider" => provider)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(PROVIDER_LATENCY, "provider" => provider).record(latency.as_secs_f64());
         match result {
             Ok(accepted) => {
                 metrics::counter!(ATTEMPTS, "provider" => provider, "result" => "sent")
@@ -276,8 +281,11 @@ impl Dispatcher {
                     &job,
                     DeliveryStatus::Sent,
                     attempt,
-                    id.clone(),
-                    None,
+                    Said {
+                        provider_id: id.clone(),
+                        latency: Some(latency),
+                        ..Said::default()
+                    },
                     Schedule::Unschedule,
                 )
                 .await?;
@@ -286,8 +294,10 @@ impl Dispatcher {
                         &job,
                         DeliveryStatus::Delivered,
                         attempt,
-                        id,
-                        None,
+                        Said {
+                            provider_id: id,
+                            ..Said::default()
+                        },
                         Schedule::Unschedule,
                     )
                     .await?;
@@ -312,8 +322,10 @@ impl Dispatcher {
                     &job,
                     DeliveryStatus::Failed,
                     attempt,
-                    None,
-                    Some(detail),
+                    Said {
+                        latency: Some(latency),
+                        ..Said::detail(detail)
+                    },
                     Schedule::Unschedule,
                 )
                 .await?;
@@ -336,8 +348,10 @@ impl Dispatcher {
                     &job,
                     DeliveryStatus::Queued,
                     attempt,
-                    None,
-                    Some(detail),
+                    Said {
+                        latency: Some(latency),
+                        ..Said::detail(detail)
+                    },
                     Schedule::DueAt { ms: due },
                 )
                 .await?;
@@ -362,14 +376,16 @@ impl Dispatcher {
         job: &Job,
         status: DeliveryStatus,
         attempt: u32,
-        provider_id: Option<String>,
-        detail: Option<String>,
+        said: Said,
         schedule: Schedule,
     ) -> Result<bool, DispatchError> {
         let mut event = StatusEvent::new(job.id, &job.to, status, self.provider.name());
         event.attempt = attempt;
-        event.provider_id = provider_id;
-        event.detail = detail;
+        event.provider_id = said.provider_id;
+        event.detail = said.detail;
+        event.latency_us = said
+            .latency
+            .map(|l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX));
         let recorded = self
             .store
             .change(self.redis(), job.partition, &Change { event, schedule })
@@ -476,4 +492,22 @@ pub fn sid_key(store: &DeliveryStore, provider_id: &str) -> String {
 
 fn now_ms() -> i64 {
     now_us() / 1000
+}
+
+/// What one attempt's status event says beside its status: the provider's id and error, and
+/// how long the provider call took (on the status recorded right after the call).
+#[derive(Default)]
+struct Said {
+    provider_id: Option<String>,
+    detail: Option<String>,
+    latency: Option<Duration>,
+}
+
+impl Said {
+    fn detail(detail: String) -> Self {
+        Self {
+            detail: Some(detail),
+            ..Self::default()
+        }
+    }
 }

@@ -12,6 +12,8 @@ use axum::routing::{get, post};
 use fred::clients::Pool;
 use fred::interfaces::KeysInterface;
 use limiter::delivery::{Change, DeliveryStore, HistoryEntry, Schedule, StatusEvent};
+use problem::openapi::{InvalidParameter, ProblemSchema, Unavailable};
+use problem::{ApiError, FieldError, Problem};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -37,6 +39,11 @@ pub struct DeliveryApi {
     pub twilio: Option<TwilioReceipts>,
 }
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(message, twilio_status))]
+pub struct ApiDoc;
+
 pub fn router(state: DeliveryApi) -> Router {
     Router::new()
         .route("/api/sms/{id}", get(message))
@@ -44,36 +51,22 @@ pub fn router(state: DeliveryApi) -> Router {
         .with_state(state)
 }
 
-fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
+/// A receipt that is not Twilio's: no signature, or one that does not match.
+fn forged() -> Response {
+    metrics::counter!(RECEIPTS, "result" => "forged").increment(1);
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "forged-receipt",
+        "the X-Twilio-Signature is missing or does not match",
     )
-        .into_response()
+    .into_response()
 }
 
-fn unavailable(error: impl std::fmt::Display) -> Response {
-    tracing::warn!(error = %error, "delivery state unavailable");
-    let mut response = problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Service Unavailable",
-        "the delivery state cannot be read right now",
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
-}
-
-#[derive(Serialize)]
+/// A message's delivery: where it is, and every status change so far. Never the body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Message)]
 struct MessageJson {
+    #[schema(format = "uuid")]
     id: String,
     to: String,
     status: limiter::delivery::DeliveryStatus,
@@ -83,13 +76,23 @@ struct MessageJson {
     history: Vec<HistoryEntry>,
 }
 
+/// The delivery of one message, by the id `POST /api/sms` answered (the id is the capability).
+#[utoipa::path(
+    get,
+    path = "/api/sms/{id}",
+    tag = "public",
+    params(("id" = String, Path, format = "uuid", description = "the `id` of the 202 answer")),
+    responses(
+        (status = 200, body = MessageJson),
+        InvalidParameter,
+        (status = 404, description = "no message with this id is being delivered or was delivered lately", body = ProblemSchema, content_type = "application/problem+json"),
+        Unavailable,
+    ),
+    security(())
+)]
 async fn message(State(api): State<DeliveryApi>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<Uuid>() else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "the id is not a UUID",
-        );
+        return ApiError::bad_field("id", "not a UUID").into_response();
     };
     match api.store.locate(api.redis.next(), &id).await {
         Ok(Some(state)) => Json(MessageJson {
@@ -102,46 +105,49 @@ async fn message(State(api): State<DeliveryApi>, Path(id): Path<String>) -> Resp
             history: state.history,
         })
         .into_response(),
-        Ok(None) => problem(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            "no message with this id is being delivered or was delivered lately",
-        ),
-        Err(e) => unavailable(e),
+        Ok(None) => ApiError::NotFound.into_response(),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
+/// Twilio's status callbacks (receipts), form-encoded as Twilio sends them.
+#[utoipa::path(
+    post,
+    path = "/api/providers/twilio/status",
+    tag = "public",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's callback parameters (MessageSid, MessageStatus, ErrorCode, …)"),
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature over smsgate's public URL of this route and the parameters")),
+    responses(
+        (status = 204, description = "recorded, or ignored (an unknown message or a status that changes nothing)"),
+        (status = 400, description = "MessageSid or MessageStatus is missing", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "unsigned or wrongly signed", body = ProblemSchema, content_type = "application/problem+json"),
+        Unavailable,
+    ),
+    security(())
+)]
 async fn twilio_status(
     State(api): State<DeliveryApi>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let forbidden = || {
-        metrics::counter!(RECEIPTS, "result" => "forged").increment(1);
-        problem(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "the X-Twilio-Signature is missing or does not match",
-        )
-    };
     let Some(receipts) = &api.twilio else {
-        return forbidden();
+        return forged();
     };
     let Some(signature) = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
     else {
-        return forbidden();
+        return forged();
     };
     let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return forbidden();
+        return forged();
     };
     let base = match &receipts.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
             let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-                return forbidden();
+                return forged();
             };
             format!("http://{host}")
         }
@@ -151,7 +157,7 @@ async fn twilio_status(
         .map_or(TWILIO_STATUS_PATH, |p| p.as_str());
     let url = format!("{base}{path_and_query}");
     if !twilio::verify(&receipts.auth_token, &url, &params, signature) {
-        return forbidden();
+        return forged();
     }
     let param = |name: &str| {
         params
@@ -160,11 +166,14 @@ async fn twilio_status(
             .map(|(_, v)| v.as_str())
     };
     let (Some(sid), Some(message_status)) = (param("MessageSid"), param("MessageStatus")) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "MessageSid and MessageStatus are required",
-        );
+        return ApiError::invalid(
+            ["MessageSid", "MessageStatus"]
+                .into_iter()
+                .filter(|name| param(name).is_none())
+                .map(|name| FieldError::new(name, "required"))
+                .collect(),
+        )
+        .into_response();
     };
     let Some(status) = twilio::receipt_status(message_status) else {
         metrics::counter!(RECEIPTS, "result" => "ignored").increment(1);
@@ -183,13 +192,13 @@ async fn twilio_status(
             .await
         {
             Ok(found) => found.and_then(|v| v.parse().ok()),
-            Err(e) => return unavailable(e),
+            Err(e) => return ApiError::unavailable(e).into_response(),
         },
     };
     let state = match id {
         Some(id) => match api.store.locate(redis, &id).await {
             Ok(state) => state,
-            Err(e) => return unavailable(e),
+            Err(e) => return ApiError::unavailable(e).into_response(),
         },
         None => None,
     };
@@ -212,6 +221,6 @@ async fn twilio_status(
             metrics::counter!(RECEIPTS, "result" => result).increment(1);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => unavailable(e),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }

@@ -53,6 +53,11 @@ pub struct IngestState {
     pub status_callbacks: bool,
 }
 
+/// The OpenAPI description of the public API, generated from the handler and its types.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(sms::send_sms))]
+pub struct ApiDoc;
+
 /// The public API routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`:
 /// the socket peer is the client's identity.
 pub fn router(state: IngestState) -> Router {

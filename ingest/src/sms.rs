@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use limiter::{
     Context, Decision, Destination, Idempotency, LimiterError, Outcome, SmsRequest, WindowState,
 };
+use problem::openapi::ProblemSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::IngestState;
@@ -36,27 +37,40 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// JSON-escaped) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// `POST /api/sms`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SmsRequest)]
 struct SmsBody {
+    /// The destination, with its country code; any spelling libphonenumber reads.
+    #[schema(example = "+14155550123", min_length = 1, max_length = 64)]
     to: String,
+    /// 1 to 1,600 characters; no control characters other than newline and tab.
+    #[schema(min_length = 1, max_length = 1600)]
     message: String,
+    /// An alphanumeric sender ID (1–11 letters, digits, spaces) or a phone number.
     #[serde(default)]
     from: Option<String>,
     #[serde(default)]
     status_callback: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The 202 answer: the request may be sent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Accepted<'a> {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(value_type = String, pattern = "^accepted$")]
     status: &'static str,
+    /// The destination in E.164.
     to: &'a str,
     segments: u32,
     limits: Vec<Limit<'a>>,
 }
 
-#[derive(Debug, Serialize)]
+/// One window's state after the decision.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LimitState)]
 struct Limit<'a> {
     name: &'a str,
     limit: u32,
@@ -64,15 +78,54 @@ struct Limit<'a> {
     reset_after: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// One window the request is over.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ViolatedWindow)]
 struct Violation<'a> {
     name: &'a str,
     rule: &'a str,
     limit: u32,
+    /// The window's length in seconds.
     window: u64,
     retry_after: u64,
 }
 
+/// The 429 answer: a problem with the decision beside the standard members.
+#[derive(utoipa::ToSchema)]
+#[schema(as = RateLimited)]
+#[allow(dead_code)] // describes the `Problem` built in `send_sms`
+struct RateLimitedSchema<'a> {
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    retry_after: u64,
+    #[schema(format = "uuid")]
+    id: String,
+    limits: Vec<Limit<'a>>,
+    violated: Vec<Violation<'a>>,
+}
+
+/// Decides whether an SMS may be sent, and records the decision.
+#[utoipa::path(
+    post,
+    path = "/api/sms",
+    tag = "public",
+    request_body = SmsBody,
+    responses(
+        (status = 202, description = "accepted: the SMS may be sent", body = Accepted,
+         headers(("RateLimit-Policy" = String), ("RateLimit" = String))),
+        (status = 400, description = "malformed JSON, wrong types, unknown fields, or an invalid number", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 413, description = "body over 16 KiB", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 415, description = "the content type is not JSON", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "a value that cannot be sent (empty or over-long message, control characters, bad sender)", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 429, description = "over a limit", body = RateLimitedSchema, content_type = "application/problem+json",
+         headers(("Retry-After" = u64), ("RateLimit-Policy" = String), ("RateLimit" = String))),
+        (status = 503, description = "Redis is unreachable; the gateway fails closed", body = ProblemSchema, content_type = "application/problem+json",
+         headers(("Retry-After" = u64))),
+    ),
+)]
 pub async fn send_sms(
     State(state): State<IngestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

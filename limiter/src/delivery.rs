@@ -36,7 +36,7 @@ pub const DELIVERY_LUA: &str = include_str!("delivery.lua");
 pub const STATUS_KIND: &str = "status";
 
 /// Where a message stands: `queued → sending → sent → delivered | undelivered | failed | expired`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Queued,
@@ -113,6 +113,9 @@ pub struct StatusEvent {
     /// The provider's error or receipt detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How long the provider call took, on the status recorded right after it (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
 }
 
 impl StatusEvent {
@@ -129,8 +132,22 @@ impl StatusEvent {
             provider_id: None,
             attempt: 0,
             detail: None,
+            latency_us: None,
         }
     }
+}
+
+/// Upper bounds (ms) of the provider-latency histogram the projector keeps per minute; the last
+/// bucket is everything slower. Percentiles read from it are these bounds, as Prometheus'
+/// histograms give them: coarse, but bounded in memory whatever the traffic.
+pub const LATENCY_BOUNDS_MS: [u64; 13] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000,
+];
+
+/// The histogram bucket of a provider call of `latency_us` (`LATENCY_BOUNDS_MS.len()` for the
+/// slowest).
+pub fn latency_bucket(latency_us: u64) -> usize {
+    LATENCY_BOUNDS_MS.partition_point(|&bound| bound * 1000 < latency_us)
 }
 
 /// Anything on an event stream: a decision or a delivery status change.
@@ -202,7 +219,8 @@ pub fn decode_deliverable(bytes: &[u8]) -> Result<Option<Deliverable>, DecodeErr
 }
 
 /// One line of a message's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeliveryHistoryEntry)]
 pub struct HistoryEntry {
     pub status: DeliveryStatus,
     /// RFC 3339 UTC with microseconds.
@@ -264,9 +282,11 @@ pub struct PendingCallback {
     pub body: String,
 }
 
-/// The JSON a client's `status_callback` receives.
-#[derive(Debug, Serialize)]
+/// The JSON a client's `status_callback` receives, and the dashboard's `status` SSE events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StatusChange)]
 pub struct CallbackJson<'a> {
+    #[schema(format = "uuid")]
     pub id: String,
     pub to: &'a str,
     pub status: DeliveryStatus,

@@ -12,7 +12,7 @@ use crate::codec::as_string;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// What the limiter decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Accepted,

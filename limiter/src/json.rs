@@ -15,15 +15,42 @@ pub fn rfc3339_micros(at_us: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The OpenAPI schema of an IP address as text: IPv4 or IPv6.
+pub struct IpAddrSchema;
+
+impl utoipa::PartialSchema for IpAddrSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let text = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(text(KnownFormat::Ipv4))
+            .item(text(KnownFormat::Ipv6))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IpAddrSchema {}
+
 /// One event as JSON, borrowing from the event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventJson<'a> {
+    #[schema(format = "uuid")]
     pub id: String,
+    /// Where the entry stood on its partition's stream, `<ms>-<seq>`.
     pub stream_id: String,
     /// Replay and audit say where the event stood; the live views leave it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u16>,
+    #[schema(format = DateTime)]
     pub at: String,
+    #[schema(value_type = IpAddrSchema)]
     pub ip: IpAddr,
     pub to: &'a str,
     pub from: Option<&'a str>,

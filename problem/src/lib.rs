@@ -14,6 +14,8 @@
 //! Adding a problem: a variant, its status in [`ApiError::status`] and its slug in
 //! [`ApiError::slug`]; extension members go in `into_response`.
 
+pub mod openapi;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -155,7 +157,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A problem details document; extension members go beside the standard ones.
+/// A problem details document (RFC 9457); extension members go beside the standard ones:
+/// `errors` (the fields at fault), `retry_after`, and per route more (see each response).
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]

@@ -1,7 +1,10 @@
-//! The operator API: `/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live` and
-//! `/api/openapi.json`. No authentication here: the binary wraps this router in its admin-token
-//! layer, so the rule lives in one place for every operator route.
+//! The operator API: `/api/stats`, `/api/events`, `/api/clients/{ip}/{to}` and `/api/live`,
+//! each described for OpenAPI by its handler ([`ApiDoc`]). No authentication here: the binary
+//! wraps this router in its admin-token layer, so the rule lives in one place for every
+//! operator route.
 
+use problem::openapi::{InvalidParameter, TokenProblems, Unavailable};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -9,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,13 +23,10 @@ use limiter::{Layout, Policy};
 use problem::{ApiError, FieldError};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::json::{ClientJson, EventsJson, StatsJson};
+use crate::json::{ClientJson, DeliveryStatsJson, EventsJson, StatsJson};
 use crate::keys::{DAY_SPAN, MINUTE_SPAN, StreamId};
 use crate::live::{LiveFeed, LiveMessage};
 use crate::read::{self, EventList};
-
-/// The OpenAPI 3.1 document of every route in `docs/operator-api.md`.
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 pub const DEFAULT_EVENTS_LIMIT: usize = 50;
 pub const MAX_EVENTS_LIMIT: usize = 1_000;
@@ -77,8 +77,40 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(events))
         .route("/api/clients/{ip}/{to}", get(client))
         .route("/api/live", get(live))
-        .route("/api/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// The OpenAPI description of the operator routes here, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(stats, delivery_stats, events, client, live),
+    components(schemas(
+        crate::json::StatsTick,
+        limiter::Outcome,
+        limiter::delivery::CallbackJson
+    ))
+)]
+pub struct ApiDoc;
+
+/// Which kind of message a live event carries.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LiveEventName {
+    /// `data` is an Event.
+    Sms,
+    /// `data` is a StatsTick.
+    Stats,
+}
+
+/// One server-sent event of `/api/live`, as [`live_stream`] writes it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LiveEvent {
+    event: LiveEventName,
+    /// The message as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 fn invalid(field: &'static str, detail: impl ToString) -> ApiError {
@@ -109,6 +141,23 @@ fn int_param(
         })
 }
 
+/// Totals, per-minute counts, top offenders and the policy in force.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "operator",
+    params(
+        ("minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "per-minute buckets to return (default 60)"),
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "adds `per_day` with this many days"),
+    ),
+    responses(
+        (status = 200, body = StatsJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn stats(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -140,46 +189,59 @@ async fn stats(
     )))
 }
 
-/// `GET /api/stats/delivery?minutes=N`: delivery status changes per minute, per status.
+/// Delivery status changes per minute and per status, and the dispatcher's backlog.
+#[utoipa::path(
+    get,
+    path = "/api/stats/delivery",
+    tag = "operator",
+    params(
+        ("minutes" = Option<u64>, Query, minimum = 1, maximum = 1440, description = "minutes of per-minute counts (default 60)"),
+    ),
+    responses(
+        (status = 200, body = DeliveryStatsJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn delivery_stats(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeliveryStatsJson>, ApiError> {
     let minutes = int_param(&params, "minutes", 60, 1..=MINUTE_SPAN)?;
     let now_us = state.now_us();
     let per_minute =
         read::delivery_per_minute(state.redis.next(), &state.layout, now_us, minutes).await?;
+    let latency =
+        read::delivery_latency(state.redis.next(), &state.layout, now_us, minutes).await?;
     let backlog = read::delivery_backlog(state.redis.next(), &state.layout).await?;
-    let statuses = limiter::delivery::DeliveryStatus::ALL;
-    let mut totals = [0u64; 7];
-    let rows: Vec<serde_json::Value> = per_minute
-        .iter()
-        .map(|(minute, counts)| {
-            let mut row = serde_json::Map::new();
-            row.insert(
-                "minute".into(),
-                limiter::json::rfc3339_micros(minute * 60_000_000).into(),
-            );
-            for (i, status) in statuses.iter().enumerate() {
-                totals[i] += counts[i];
-                row.insert(status.as_str().into(), counts[i].into());
-            }
-            row.into()
-        })
-        .collect();
-    let totals: serde_json::Map<String, serde_json::Value> = statuses
-        .iter()
-        .zip(totals)
-        .map(|(s, n)| (s.as_str().to_owned(), n.into()))
-        .collect();
-    Ok(Json(serde_json::json!({
-        "now": limiter::json::rfc3339_micros(now_us),
-        "totals": totals,
-        "per_minute": rows,
-        "backlog": backlog,
-    })))
+    Ok(Json(DeliveryStatsJson::new(
+        now_us,
+        &per_minute,
+        &latency,
+        backlog,
+    )))
 }
 
+/// Recent events (or only violations), newest first, paged with `before`.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "operator",
+    params(
+        ("outcome" = Option<limiter::Outcome>, Query, description = "only accepted events, or only violations"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "events per page (default 50)"),
+        ("before" = Option<String>, Query, pattern = "^([0-9]+-[0-9]+)?$", description = "the `next_before` of the previous page (empty: the first page)"),
+    ),
+    responses(
+        (status = 200, body = EventsJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn events(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -214,6 +276,23 @@ async fn events(
     Ok(Json(EventsJson::new(&page)).into_response())
 }
 
+/// One client's usage of every window now.
+#[utoipa::path(
+    get,
+    path = "/api/clients/{ip}/{to}",
+    tag = "operator",
+    params(
+        ("ip" = inline(limiter::json::IpAddrSchema), Path, description = "the client's IPv4 or IPv6 address"),
+        ("to" = String, Path, pattern = "^\\+[0-9]{2,15}$", description = "the number in E.164"),
+    ),
+    responses(
+        (status = 200, body = ClientJson),
+        InvalidParameter,
+        TokenProblems,
+        Unavailable,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn client(
     State(state): State<ApiState>,
     Path((ip, to)): Path<(String, String)>,
@@ -240,10 +319,17 @@ async fn client(
     Ok(Json(ClientJson::new(ip, to, windows)))
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
-}
-
+/// Server-sent events: `sms` (an Event) for every decision, `stats` (a StatsTick) every second.
+#[utoipa::path(
+    get,
+    path = "/api/live",
+    tag = "operator",
+    responses(
+        (status = 200, description = "an event stream of `sms` (Event) and `stats` (StatsTick) events", content_type = "text/event-stream", body = LiveEvent),
+        TokenProblems,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn live(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

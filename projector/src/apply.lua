@@ -14,7 +14,9 @@
 --   stream id, kind ('a' accepted, 'r' rejected, 's' delivery status), second, minute, day,
 --   index of the entry's top-list pair in KEYS ('0' unless rejected), client key (the status
 --   for 's'), lex member (padded id .. encoded event), destination number
--- A status change is counted in the minutes hash as field `<minute>:<status>`.
+-- A status change is counted in the minutes hash as field `<minute>:<status>`; one that carries
+-- the provider call's latency (its histogram bucket in the lex member's place) also in field
+-- `<minute>:l<bucket>`.
 -- Entries that are not events never get here: the engine (eventlog) dead-letters them.
 -- Returns {applied, skipped as already applied}.
 
@@ -41,6 +43,7 @@ local n = tonumber(ARGV[8])
 -- the span are deleted, so the hashes stay bounded without a sweeper.
 local newest = {}
 local statuses = {'queued', 'sending', 'sent', 'delivered', 'undelivered', 'failed', 'expired'}
+local latency_buckets = 14 -- limiter::delivery::LATENCY_BOUNDS_MS.len() + 1 (a unit test pins it)
 local function count(hash, bucket, suffix)
   local span = spans[hash]
   local top = newest[hash]
@@ -54,6 +57,9 @@ local function count(hash, bucket, suffix)
         local fields = {b .. 'a', b .. 'r'}
         for _, status in ipairs(statuses) do
           fields[#fields + 1] = b .. ':' .. status
+        end
+        for l = 0, latency_buckets - 1 do
+          fields[#fields + 1] = b .. ':l' .. l
         end
         redis.call('HDEL', hash, unpack(fields))
       end
@@ -79,6 +85,9 @@ for i = 0, n - 1 do
     skipped = skipped + 1
   elseif kind == 's' then
     count(KEYS[3], tonumber(ARGV[at + 3]), ':' .. ARGV[at + 6])
+    if ARGV[at + 7] ~= '' then
+      count(KEYS[3], tonumber(ARGV[at + 3]), ':l' .. ARGV[at + 7])
+    end
     applied = applied + 1
   elseif kind == 'a' or kind == 'r' then
     local minute = tonumber(ARGV[at + 3])

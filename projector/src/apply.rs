@@ -98,7 +98,9 @@ pub async fn apply(
                 args.push(Value::from(day_of(status.at_us)));
                 args.push(Value::from(0));
                 args.push(Value::from(status.status.as_str()));
-                args.extend(["", ""].map(Value::from));
+                let latency = status.latency_us.map(limiter::delivery::latency_bucket);
+                args.push(latency.map_or(Value::from(""), |bucket| Value::from(bucket as i64)));
+                args.push(Value::from(""));
                 continue;
             }
         };

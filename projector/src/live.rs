@@ -251,17 +251,7 @@ impl Reader {
 /// A status change in the shape the client's `status_callback` receives, so the dashboard and
 /// clients read one format.
 fn status_json(status: &limiter::delivery::StatusEvent) -> String {
-    serde_json::json!({
-        "id": status.message_id.to_string(),
-        "to": status.to,
-        "status": status.status,
-        "at": limiter::json::rfc3339_micros(status.at_us),
-        "provider": status.provider,
-        "provider_id": status.provider_id,
-        "attempt": status.attempt,
-        "detail": status.detail,
-    })
-    .to_string()
+    serde_json::to_string(&limiter::delivery::CallbackJson::new(status)).unwrap_or_default()
 }
 
 async fn tick(

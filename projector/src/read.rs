@@ -377,9 +377,41 @@ pub async fn delivery_per_minute(
     Ok(out)
 }
 
+/// The provider-latency histogram (counts per bucket of
+/// [`limiter::delivery::LATENCY_BOUNDS_MS`], the slowest last) of the `minutes` minutes up to and
+/// including the current one, summed over partitions.
+pub async fn delivery_latency(
+    redis: &Client,
+    layout: &Layout,
+    now_us: i64,
+    minutes: i64,
+) -> Result<Vec<u64>, fred::error::Error> {
+    let buckets = limiter::delivery::LATENCY_BOUNDS_MS.len() + 1;
+    let last = minute_of(now_us);
+    let fields: Vec<String> = (last - minutes.max(1) + 1..=last)
+        .flat_map(|m| (0..buckets).map(move |b| format!("{m}:l{b}")))
+        .collect();
+    let per_partition = try_join_all(PartitionKeys::all(layout).into_iter().map(|k| {
+        let fields = fields.clone();
+        async move {
+            redis
+                .hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields)
+                .await
+        }
+    }))
+    .await?;
+    let mut histogram = vec![0; buckets];
+    for values in per_partition {
+        for (i, value) in values.into_iter().enumerate() {
+            histogram[i % buckets] += value.unwrap_or(0);
+        }
+    }
+    Ok(histogram)
+}
+
 /// What the dispatcher still has to do: entries its consumer group has not settled (decisions
 /// not yet taken on), the age of the oldest, and messages on the retry schedule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryBacklog {
     pub entries: u64,
     pub oldest_seconds: f64,

@@ -53,6 +53,10 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
         for (status, attempt) in [(DeliveryStatus::Sending, 1), (DeliveryStatus::Sent, 1)] {
             let mut event = StatusEvent::new(decision.id, &to, status, "log");
             event.attempt = attempt;
+            // The provider calls took 3 ms, 30 ms and 300 ms.
+            if status == DeliveryStatus::Sent {
+                event.latency_us = Some(3_000 * 10u64.pow(i));
+            }
             let change = Change {
                 event,
                 schedule: Schedule::Keep,
@@ -116,6 +120,12 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
     assert_eq!(at(DeliveryStatus::Sent), 3);
     assert_eq!(at(DeliveryStatus::Delivered), 1);
     assert_eq!(at(DeliveryStatus::Failed), 0);
+    let latency = projector::read::delivery_latency(pool.next(), &layout, now_us(), 5)
+        .await
+        .unwrap();
+    let calls = projector::json::LatencyJson::from_histogram(&latency);
+    assert_eq!(calls.calls, 3, "one latency per provider call");
+    assert_eq!((calls.p50, calls.p99), (Some(0.05), Some(0.5)));
 
     // The dispatcher's backlog: nothing before its group exists; once it does (created at the
     // start of the stream, as a first dispatcher would), every entry it has not settled.

@@ -21,7 +21,7 @@ use crate::auth::{self, AdminToken, Auth, Sessions, Throttle};
 use crate::cli::{ServerLimits, Settings};
 use crate::health::{self, HealthState};
 use crate::roles::{self, RoleContext};
-use crate::{dashboard, server, telemetry};
+use crate::{dashboard, openapi, server, telemetry};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,11 +137,16 @@ impl App {
                 settings.namespace.clone(),
                 settings.session_ttl,
             ),
-            throttle: Throttle::new(redis.clone(), settings.namespace.clone()),
+            throttle: Throttle::new(
+                redis.clone(),
+                settings.namespace.clone(),
+                settings.auth_max_failures,
+            ),
             proxies: Arc::new(settings.trusted_proxies.clone()),
         };
         operator = operator
             .merge(health::metrics_router(metrics))
+            .merge(openapi::router(roles))
             .route_layer(from_fn_with_state(auth.clone(), auth::require_admin));
         let router = Router::new()
             .merge(public)
@@ -244,7 +249,7 @@ fn admin_token(settings: &Settings) -> anyhow::Result<AdminToken> {
     Ok(token)
 }
 
-async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
+pub(crate) async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
     let pool = limiter::connection::connect(url, 4, Duration::from_secs(5))
         .await
         .with_context(|| format!("invalid REDIS_URL {url}"))?;

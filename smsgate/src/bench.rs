@@ -22,6 +22,8 @@ use limiter::{Layout, Outcome, Policy, RateLimiter, Ruleset, SmsRequest};
 use rand::Rng;
 use tokio::net::TcpStream;
 
+mod dispatch;
+
 use crate::app::{App, Roles};
 use crate::cli::Settings;
 
@@ -37,6 +39,10 @@ pub enum Mode {
     /// Replay and audit: `--events` synthetic events `COPY`ed into a scratch archive, replayed
     /// as JSON lines into a sink and audited, with events/s and peak memory.
     Replay,
+    /// Delivery: `--events` accepted decisions pre-filled, a `smsgate dispatcher` process sends
+    /// them to a local Twilio-shaped endpoint that answers at once; messages/s and the
+    /// dispatcher's CPU per message.
+    Dispatch,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -63,7 +69,7 @@ pub struct BenchArgs {
     /// `--limits` (e.g. `deploy/policy.example.toml`, four rules).
     #[arg(long, env = "SMSGATE_POLICY")]
     pub policy_file: Option<std::path::PathBuf>,
-    /// Archive mode: events pre-filled on the stream; replay mode: events in the archive.
+    /// Archive and dispatch modes: events pre-filled on the stream; replay mode: events in the archive.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
     /// Archive and replay modes: the Postgres server (a scratch database is created on it and dropped).
@@ -134,6 +140,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.mode == Mode::Replay {
         return replay_phase(&args).await;
+    }
+    if args.mode == Mode::Dispatch {
+        return dispatch::run(&args).await;
     }
     let namespace = format!("bench-{}", uuid_suffix());
     let layout = Layout::new(namespace.clone(), args.partitions);

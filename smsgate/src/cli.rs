@@ -59,6 +59,8 @@ pub enum Command {
     },
     /// Load generator: drives the API (or the script straight at Redis) and prints figures.
     Bench(crate::bench::BenchArgs),
+    /// Print the OpenAPI document of `smsgate serve` (what `GET /api/openapi.json` serves).
+    Openapi,
 }
 
 /// Settings shared by every role.
@@ -99,6 +101,10 @@ pub struct Settings {
     /// How long a dashboard login lasts.
     #[arg(long, env = "SMSGATE_SESSION_TTL", default_value = "12h", value_parser = parse_interval)]
     pub session_ttl: Duration,
+    /// Failed logins and wrong bearer tokens a client may make within 5 minutes before it
+    /// gets 429 (an API fuzzer, whose wrong-token probes are many, sets it high).
+    #[arg(long, env = "SMSGATE_AUTH_MAX_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
+    pub auth_max_failures: i64,
     /// CIDR list of proxies whose `X-Forwarded-For` is believed.
     #[arg(long, env = "SMSGATE_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,

@@ -14,7 +14,8 @@ use fred::clients::Pool;
 use fred::interfaces::ClientLike;
 use ingest::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
+use problem::openapi::{ProblemSchema, TokenProblems};
+use serde::Serialize;
 
 /// How long `/readyz` waits for each dependency: a probe with a 1 s timeout must get an
 /// answer, so a dependency slower than this counts as down (the Postgres pool alone would wait
@@ -31,12 +32,33 @@ pub struct HealthState {
 /// `/healthz` and `/readyz`.
 pub fn router(state: HealthState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(value_type = String, pattern = "^ready$")]
+    pub status: &'static str,
+    /// `ok`, or why Redis cannot be reached.
+    pub redis: String,
+    /// For roles that use Postgres: `ok`, or why it cannot be reached.
+    pub postgres: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)), security(()))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// `/metrics`, for the operator routes.
@@ -55,7 +77,18 @@ async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>
     }
 }
 
-async fn readyz(State(state): State<HealthState>) -> Response {
+/// Redis answers (and Postgres, for roles that use it).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, body = Ready),
+        (status = 503, description = "a backend is unreachable", body = ProblemSchema, content_type = "application/problem+json", headers(("Retry-After" = u64))),
+    ),
+    security(())
+)]
+pub async fn readyz(State(state): State<HealthState>) -> Response {
     let redis = within(async {
         state
             .redis
@@ -76,14 +109,30 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     let (redis, postgres) = tokio::join!(redis, postgres);
     let ready = redis == "ok" && postgres.as_deref().is_none_or(|p| p == "ok");
     if ready {
-        axum::Json(json!({"status": "ready", "redis": redis, "postgres": postgres})).into_response()
+        axum::Json(Ready {
+            status: "ready",
+            redis,
+            postgres,
+        })
+        .into_response()
     } else {
         tracing::warn!(%redis, ?postgres, "not ready");
         ApiError::unavailable("a dependency is down").into_response()
     }
 }
 
-async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
+/// Prometheus metrics (names in `docs/metrics.md`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operator",
+    responses(
+        (status = 200, description = "the Prometheus text format", body = String, content_type = "text/plain"),
+        TokenProblems,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+pub async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -12,6 +12,7 @@
 //! - [`server`]: the accept loop: header, body and request timeouts, connection and request caps.
 //! - [`problems`]: every error as problem+json; the security headers of every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: the OpenAPI document, generated from every crate's handlers.
 //! - [`dashboard`]: the built React dashboard at `/`.
 //! - [`roles`]: how each role is started inside `App`.
 //! - [`replay`]: `smsgate replay` and `smsgate audit`, wired to the archiver's reader and auditor.
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod cli;
 pub mod dashboard;
 pub mod health;
+pub mod openapi;
 pub mod problems;
 pub mod replay;
 pub mod roles;

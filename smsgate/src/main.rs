@@ -3,7 +3,7 @@
 use clap::Parser;
 use smsgate::app::{App, Roles, stop_signal};
 use smsgate::cli::{Cli, Command};
-use smsgate::{bench, replay, roles, telemetry};
+use smsgate::{bench, openapi, replay, roles, telemetry};
 
 /// glibc's allocator spends a tenth of the request path in malloc/free under many threads.
 #[global_allocator]
@@ -13,7 +13,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay { .. } | Command::Audit { .. } => telemetry::init_cli_logging(),
+        Command::Replay { .. } | Command::Audit { .. } | Command::Openapi => {
+            telemetry::init_cli_logging()
+        }
         _ => telemetry::init_logging(),
     }
     let (settings, roles) = match cli.command {
@@ -33,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
             (settings, Roles::ARCHIVER)
         }
         Command::Bench(args) => return bench::run(args).await,
+        Command::Openapi => {
+            println!("{}", openapi::document(Roles::ALL).to_pretty_json()?);
+            return Ok(());
+        }
         Command::Replay { settings, args } => return replay::replay(&settings, &args).await,
         Command::Audit { settings, args } => {
             // diff(1)'s convention, so cron can tell "inconsistent" from "could not check".

@@ -207,7 +207,7 @@ async fn failed_logins_and_bad_bearer_tokens_are_throttled_per_client() {
             .json(&json!({"token": token}))
             .send()
     };
-    let limit = smsgate::auth::throttle::MAX_FAILURES;
+    let limit = smsgate::cli::Settings::defaults().auth_max_failures;
     for _ in 0..limit {
         let wrong = attempt("198.51.100.1", "wrong-token-guess-000")
             .await

@@ -95,7 +95,14 @@ export function makeDeliveryStats(overrides: Partial<DeliveryStats> = {}): Deliv
     minute: new Date(end - (59 - i) * 60_000).toISOString().replace('.000Z', 'Z'),
     ...(i === 59 ? last : zeroCounts()),
   }));
-  return { now: '2026-11-28T07:59:30Z', totals: { ...last }, per_minute, ...overrides };
+  return {
+    now: '2026-11-28T07:59:30Z',
+    totals: { ...last },
+    per_minute,
+    latency: { p50: 0.05, p99: 0.2, calls: 3 },
+    backlog: { entries: 0, oldest_seconds: 0, scheduled: 0 },
+    ...overrides,
+  };
 }
 
 /** A message the log provider delivered at once (queued → sending → sent → delivered). */

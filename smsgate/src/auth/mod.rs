@@ -24,8 +24,8 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use ingest::problem::Problem;
 use ingest::{ApiError, TrustedProxies};
-use serde::Deserialize;
-use serde_json::json;
+use problem::openapi::ProblemSchema;
+use serde::{Deserialize, Serialize};
 
 pub use sessions::Sessions;
 pub use throttle::Throttle;
@@ -182,7 +182,25 @@ pub fn router(auth: Auth) -> Router {
         .with_state(auth)
 }
 
-async fn session(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+/// What `GET /api/session` tells the dashboard.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
+pub struct SessionJson {
+    /// The server has an admin token: operator routes need it.
+    pub auth_required: bool,
+    /// This request carries it (a bearer token or a live session).
+    pub authenticated: bool,
+}
+
+/// Whether the operator routes need a login, and whether this request has one.
+#[utoipa::path(
+    get,
+    path = "/api/session",
+    tag = "session",
+    responses((status = 200, body = SessionJson)),
+    security((), ("bearer" = []), ("session" = []))
+)]
+pub async fn session(State(auth): State<Auth>, headers: HeaderMap) -> Response {
     let authenticated = if auth.token.is_set() {
         let by_bearer = bearer(&headers).is_some_and(|b| auth.token.matches(b));
         by_bearer
@@ -193,19 +211,38 @@ async fn session(State(auth): State<Auth>, headers: HeaderMap) -> Response {
     } else {
         true
     };
-    Json(json!({
-        "auth_required": auth.token.is_set(),
-        "authenticated": authenticated,
-    }))
+    Json(SessionJson {
+        auth_required: auth.token.is_set(),
+        authenticated,
+    })
     .into_response()
 }
 
-#[derive(Deserialize)]
-struct Login {
+/// `POST /api/login`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Login {
+    /// `SMSGATE_ADMIN_TOKEN`.
     token: String,
 }
 
-async fn login(
+/// Exchanges the admin token for a session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    tag = "session",
+    request_body = Login,
+    responses(
+        (status = 204, description = "logged in (or no token is needed); `Set-Cookie: smsgate_session=…` when a token is in force"),
+        (status = 400, description = "the body is not `{\"token\": \"…\"}`", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "wrong token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 413, description = "body over 64 KiB", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 415, description = "the content type is not JSON", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed attempts from this client", body = ProblemSchema, content_type = "application/problem+json", headers(("Retry-After" = u64))),
+        (status = 503, description = "Redis is unreachable", body = ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub async fn login(
     State(auth): State<Auth>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -260,7 +297,18 @@ fn login_rejection(rejection: &JsonRejection) -> ApiError {
     }
 }
 
-async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+/// Ends this session (server-side) and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "session",
+    responses(
+        (status = 204, description = "logged out"),
+        (status = 503, description = "Redis is unreachable", body = ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security((), ("session" = []))
+)]
+pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
     if let Some(id) = session_id(&headers)
         && let Err(e) = auth.sessions.revoke(&auth.token, &id).await
     {

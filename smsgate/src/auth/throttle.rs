@@ -1,5 +1,5 @@
 //! Failed logins and wrong bearer tokens, counted per client in Redis (so every replica
-//! shares the count): after [`MAX_FAILURES`] within [`WINDOW`] the client gets 429 with
+//! shares the count): after `SMSGATE_AUTH_MAX_FAILURES` within [`WINDOW`] the client gets 429 with
 //! `Retry-After` until the window ends, whatever it presents.
 
 use std::net::IpAddr;
@@ -9,8 +9,6 @@ use fred::clients::Pool;
 use fred::interfaces::KeysInterface;
 use fred::types::ExpireOptions;
 
-/// Failures a client may make within one window.
-pub const MAX_FAILURES: i64 = 10;
 /// How long a client's failures are remembered, counted from its first.
 pub const WINDOW: Duration = Duration::from_secs(300);
 
@@ -18,11 +16,17 @@ pub const WINDOW: Duration = Duration::from_secs(300);
 pub struct Throttle {
     redis: Pool,
     namespace: String,
+    /// Failures a client may make within one window.
+    max_failures: i64,
 }
 
 impl Throttle {
-    pub fn new(redis: Pool, namespace: String) -> Self {
-        Self { redis, namespace }
+    pub fn new(redis: Pool, namespace: String, max_failures: i64) -> Self {
+        Self {
+            redis,
+            namespace,
+            max_failures,
+        }
     }
 
     fn key(&self, client: IpAddr) -> String {
@@ -33,7 +37,7 @@ impl Throttle {
     pub async fn blocked(&self, client: IpAddr) -> Result<Option<u64>, fred::error::Error> {
         let key = self.key(client);
         let failures: Option<i64> = self.redis.get(&key).await?;
-        if failures.unwrap_or(0) < MAX_FAILURES {
+        if failures.unwrap_or(0) < self.max_failures {
             return Ok(None);
         }
         let ttl: i64 = self.redis.ttl(&key).await?;

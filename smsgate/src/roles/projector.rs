@@ -1,8 +1,8 @@
 //! The projector role: live stats and the operator API (see the `projector` crate).
 //!
 //! Starts one consumer-group worker and one live-feed reader per process, and hands back the
-//! operator routes (`/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live`,
-//! `/api/openapi.json`), which the `App` puts behind the admin token.
+//! operator routes (`/api/stats`, `/api/events`, `/api/clients/{ip}/{to}`, `/api/live`), which
+//! the `App` puts behind the admin token.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -104,7 +104,7 @@ describe('Delivery', () => {
         fetches += 1;
         return HttpResponse.json(
           makeDeliveryStats({
-            latency: { p50: 0.042, p99: 1.5 },
+            latency: { p50: 0.05, p99: 2, calls: 40 },
             backlog: { entries: 4, oldest_seconds: 75, scheduled: 2 },
           }),
         );
@@ -117,7 +117,7 @@ describe('Delivery', () => {
     expect(value('Sent')).toBe('3');
     expect(value('Delivered')).toBe('2');
     expect(value('Failed')).toBe('1');
-    expect(value('Provider latency p50 / p99')).toBe('42 ms / 1.50 s');
+    expect(value('Provider latency p50 / p99')).toBe('50 ms / 2.00 s');
     expect(value('Backlog')).toBe('6, oldest 1 min 15 s');
     expect(within(panel).getByRole('figure', { name: 'Sent, delivered and failed per minute, last 60 minutes' })).toBeInTheDocument();
 

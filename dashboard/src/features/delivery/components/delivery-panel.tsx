@@ -34,15 +34,13 @@ function Figures({ stats }: { stats: DeliveryStats }) {
       <div>
         <dt>Provider latency p50 / p99</dt>
         <dd>
-          {formatLatency(latency?.p50)} / {formatLatency(latency?.p99)}
+          {formatLatency(latency.p50)} / {formatLatency(latency.p99)}
         </dd>
       </div>
       <div>
         <dt>Backlog</dt>
         <dd>
-          {backlog
-            ? `${formatCount(backlog.entries + backlog.scheduled)}${backlog.entries > 0 ? `, oldest ${formatSeconds(Math.round(backlog.oldest_seconds))}` : ''}`
-            : '—'}
+          {`${formatCount(backlog.entries + backlog.scheduled)}${backlog.entries > 0 ? `, oldest ${formatSeconds(Math.round(backlog.oldest_seconds))}` : ''}`}
         </dd>
       </div>
     </dl>
