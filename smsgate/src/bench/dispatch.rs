@@ -199,7 +199,12 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     // The command name (field 2) may hold spaces; the fields after it are after the last ')'.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // fields[0] is field 3 (state): utime is field 14, stime field 15.
     Ok((ticks(11) + ticks(12)) / USER_HZ)
 }
