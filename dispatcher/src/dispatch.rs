@@ -277,31 +277,37 @@ impl Dispatcher {
                 metrics::counter!(ATTEMPTS, "provider" => provider, "result" => "sent")
                     .increment(1);
                 let id = Some(accepted.provider_id);
-                self.record(
-                    &job,
-                    DeliveryStatus::Sent,
-                    attempt,
-                    Said {
-                        provider_id: id.clone(),
-                        latency: Some(latency),
-                        ..Said::default()
-                    },
-                    Schedule::Unschedule,
-                )
-                .await?;
-                if accepted.delivered {
-                    self.record(
+                let sent = Change {
+                    event: self.event(
                         &job,
-                        DeliveryStatus::Delivered,
+                        DeliveryStatus::Sent,
                         attempt,
                         Said {
-                            provider_id: id,
+                            provider_id: id.clone(),
+                            latency: Some(latency),
                             ..Said::default()
                         },
-                        Schedule::Unschedule,
-                    )
-                    .await?;
+                    ),
+                    schedule: Schedule::Unschedule,
+                };
+                if accepted.delivered {
+                    // Both or neither: a crash between the two would leave the message `sent`
+                    // forever, as no receipt will come for it.
+                    let delivered = Change {
+                        event: self.event(
+                            &job,
+                            DeliveryStatus::Delivered,
+                            attempt,
+                            Said {
+                                provider_id: id,
+                                ..Said::default()
+                            },
+                        ),
+                        schedule: Schedule::Unschedule,
+                    };
+                    self.commit(&job, &[sent, delivered]).await?;
                 } else if let Some(sid) = &id {
+                    self.commit(&job, &[sent]).await?;
                     use fred::interfaces::KeysInterface;
                     let keep = i64::try_from(DeliveryStore::DEFAULT_KEEP_SECS).unwrap_or(i64::MAX);
                     self.redis()
@@ -379,6 +385,14 @@ impl Dispatcher {
         said: Said,
         schedule: Schedule,
     ) -> Result<bool, DispatchError> {
+        let change = Change {
+            event: self.event(job, status, attempt, said),
+            schedule,
+        };
+        Ok(self.commit(job, &[change]).await? == 1)
+    }
+
+    fn event(&self, job: &Job, status: DeliveryStatus, attempt: u32, said: Said) -> StatusEvent {
         let mut event = StatusEvent::new(job.id, &job.to, status, self.provider.name());
         event.attempt = attempt;
         event.provider_id = said.provider_id;
@@ -386,12 +400,19 @@ impl Dispatcher {
         event.latency_us = said
             .latency
             .map(|l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX));
+        event
+    }
+
+    /// Records `changes` of `job` in order, in one atomic step; how many changed something.
+    async fn commit(&self, job: &Job, changes: &[Change]) -> Result<usize, DispatchError> {
         let recorded = self
             .store
-            .change(self.redis(), job.partition, &Change { event, schedule })
+            .change_all(self.redis(), job.partition, changes)
             .await?;
-        if recorded {
-            metrics::counter!(STATUS, "status" => status.as_str(), "provider" => self.provider.name())
+        // Changes that record nothing are repeats after a crash; they come last in practice
+        // (a final status ends the message), so the first `recorded` are the ones counted.
+        for change in changes.iter().take(recorded) {
+            metrics::counter!(STATUS, "status" => change.event.status.as_str(), "provider" => self.provider.name())
                 .increment(1);
         }
         Ok(recorded)

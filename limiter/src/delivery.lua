@@ -14,9 +14,11 @@
 --               due ms, keep s
 --         Creates the state as `queued` unless it exists. Returns 1 when created, 0 when not.
 -- change  ARGV: status event (MessagePack), status, attempt, provider, provider_id, history json,
---               due (`` keep, `-` unschedule, else ms), keep s, callback id, callback json, now ms
---         Returns 1 when recorded, 0 when the message is unknown or already final, or when the
---         status repeats one that cannot repeat (only `sending` repeats: one per attempt).
+--               due (`` keep, `-` unschedule, else ms), keep s, callback id, callback json, now ms;
+--               then as many more such groups of 11, applied in order
+--         Returns how many were recorded: one is not when the message is unknown or already
+--         final, or when its status repeats one that cannot repeat (only `sending` repeats:
+--         one per attempt).
 -- claim   ARGV: now ms, lease ms, limit — due message ids, each pushed `lease` ms ahead.
 -- callback_claim  ARGV: now ms, lease ms, limit — {id, value, id, value, …}.
 -- callback_done   ARGV: callback id.
@@ -34,6 +36,40 @@ local function claim(schedule, now, lease, limit)
   return ids
 end
 
+-- One status change whose 11 arguments start at ARGV[a] (see `change` above); 1 if recorded.
+local function change(a)
+  local stream, state, history, schedule = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+  local status = ARGV[a + 1]
+  local current = redis.call('HGET', state, 'status')
+  if not current or final[current] then return 0 end
+  if current == status and status ~= 'sending' then return 0 end
+  local id = redis.call('HGET', state, 'id')
+  redis.call('HSET', state, 'status', status)
+  if tonumber(ARGV[a + 2]) > 0 then redis.call('HSET', state, 'attempts', ARGV[a + 2]) end
+  if ARGV[a + 3] ~= '' then redis.call('HSET', state, 'provider', ARGV[a + 3]) end
+  if ARGV[a + 4] ~= '' then redis.call('HSET', state, 'provider_id', ARGV[a + 4]) end
+  redis.call('RPUSH', history, ARGV[a + 5])
+  redis.call('XADD', stream, '*', 'e', ARGV[a])
+  if ARGV[a + 6] == '-' then
+    redis.call('ZREM', schedule, id)
+  elseif ARGV[a + 6] ~= '' then
+    redis.call('ZADD', schedule, ARGV[a + 6], id)
+  end
+  if final[status] or status == 'sent' then
+    -- The body was kept only to hand it over; what the archive keeps is the policy's business.
+    redis.call('HDEL', state, 'body')
+    redis.call('ZREM', schedule, id)
+    redis.call('EXPIRE', state, ARGV[a + 7])
+    redis.call('EXPIRE', history, ARGV[a + 7])
+  end
+  local url = redis.call('HGET', state, 'callback')
+  if url and url ~= '' then
+    redis.call('HSET', KEYS[5], ARGV[a + 8], ARGV[a + 10] .. '\n' .. url .. '\n' .. ARGV[a + 9])
+    redis.call('ZADD', KEYS[6], ARGV[a + 10], ARGV[a + 8])
+  end
+  return 1
+end
+
 if op == 'admit' then
   local state, history, schedule = KEYS[2], KEYS[3], KEYS[4]
   if redis.call('EXISTS', state) == 1 then return 0 end
@@ -46,36 +82,13 @@ if op == 'admit' then
   redis.call('EXPIRE', history, ARGV[12])
   return 1
 elseif op == 'change' then
-  local stream, state, history, schedule = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-  local status = ARGV[3]
-  local current = redis.call('HGET', state, 'status')
-  if not current or final[current] then return 0 end
-  if current == status and status ~= 'sending' then return 0 end
-  local id = redis.call('HGET', state, 'id')
-  redis.call('HSET', state, 'status', status)
-  if tonumber(ARGV[4]) > 0 then redis.call('HSET', state, 'attempts', ARGV[4]) end
-  if ARGV[5] ~= '' then redis.call('HSET', state, 'provider', ARGV[5]) end
-  if ARGV[6] ~= '' then redis.call('HSET', state, 'provider_id', ARGV[6]) end
-  redis.call('RPUSH', history, ARGV[7])
-  redis.call('XADD', stream, '*', 'e', ARGV[2])
-  if ARGV[8] == '-' then
-    redis.call('ZREM', schedule, id)
-  elseif ARGV[8] ~= '' then
-    redis.call('ZADD', schedule, ARGV[8], id)
+  -- One change, or several in a row applied at once (sent and delivered of a provider that
+  -- delivers on acceptance: a crash between the two would leave the message `sent` forever).
+  local recorded = 0
+  for a = 2, #ARGV, 11 do
+    recorded = recorded + change(a)
   end
-  if final[status] or status == 'sent' then
-    -- The body was kept only to hand it over; what the archive keeps is the policy's business.
-    redis.call('HDEL', state, 'body')
-    redis.call('ZREM', schedule, id)
-    redis.call('EXPIRE', state, ARGV[9])
-    redis.call('EXPIRE', history, ARGV[9])
-  end
-  local url = redis.call('HGET', state, 'callback')
-  if url and url ~= '' then
-    redis.call('HSET', KEYS[5], ARGV[10], ARGV[12] .. '\n' .. url .. '\n' .. ARGV[11])
-    redis.call('ZADD', KEYS[6], ARGV[12], ARGV[10])
-  end
-  return 1
+  return recorded
 elseif op == 'claim' then
   return claim(KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 elseif op == 'callback_claim' then

@@ -435,32 +435,60 @@ impl DeliveryStore {
         partition: u16,
         change: &Change,
     ) -> Result<bool, DeliveryError> {
-        let e = &change.event;
-        let schedule = match change.schedule {
-            Schedule::Keep => String::new(),
-            Schedule::Unschedule => "-".to_owned(),
-            Schedule::DueAt { ms } => ms.to_string(),
+        Ok(self
+            .change_all(redis, partition, std::slice::from_ref(change))
+            .await?
+            == 1)
+    }
+
+    /// Records several changes of one message in order, in one atomic step: all of them, or
+    /// (Redis down, a crash) none. Returns how many changed something.
+    pub async fn change_all(
+        &self,
+        redis: &Client,
+        partition: u16,
+        changes: &[Change],
+    ) -> Result<usize, DeliveryError> {
+        let Some(first) = changes.first() else {
+            return Ok(0);
         };
-        let callback = serde_json::to_string(&CallbackJson::new(e))
-            .map_err(|err| DeliveryError::Reply(err.to_string()))?;
-        let args: Vec<Value> = vec![
-            "change".into(),
-            Value::Bytes(encode_status(e).into()),
-            e.status.as_str().into(),
-            e.attempt.to_string().into(),
-            e.provider.as_str().into(),
-            e.provider_id.as_deref().unwrap_or("").into(),
-            history_json(e.status, e.at_us, e.detail.as_deref()).into(),
-            schedule.into(),
-            self.keep_secs.to_string().into(),
-            e.id.to_string().into(),
-            callback.into(),
-            (e.at_us / 1000).to_string().into(),
-        ];
+        let mut args: Vec<Value> = Vec::with_capacity(1 + 11 * changes.len());
+        args.push("change".into());
+        for change in changes {
+            let e = &change.event;
+            debug_assert_eq!(e.message_id, first.event.message_id, "one message per call");
+            let schedule = match change.schedule {
+                Schedule::Keep => String::new(),
+                Schedule::Unschedule => "-".to_owned(),
+                Schedule::DueAt { ms } => ms.to_string(),
+            };
+            let callback = serde_json::to_string(&CallbackJson::new(e))
+                .map_err(|err| DeliveryError::Reply(err.to_string()))?;
+            args.extend([
+                Value::Bytes(encode_status(e).into()),
+                e.status.as_str().into(),
+                e.attempt.to_string().into(),
+                e.provider.as_str().into(),
+                e.provider_id.as_deref().unwrap_or("").into(),
+                history_json(e.status, e.at_us, e.detail.as_deref()).into(),
+                schedule.into(),
+                self.keep_secs.to_string().into(),
+                e.id.to_string().into(),
+                callback.into(),
+                (e.at_us / 1000).to_string().into(),
+            ]);
+        }
         let reply = self
-            .run(redis, self.keys(partition, Some(&e.message_id)), args)
+            .run(
+                redis,
+                self.keys(partition, Some(&first.event.message_id)),
+                args,
+            )
             .await?;
-        Ok(reply.as_i64() == Some(1))
+        Ok(reply
+            .as_i64()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0))
     }
 
     /// Takes up to `limit` due messages of `partition`, each claimed for `lease_ms`.
