@@ -9,6 +9,10 @@
 //!   most 10,000) of the range, oldest first. `to` is compared as given (trimmed) against the
 //!   recorded E.164; a leading `+` sent unencoded arrives as a space and is restored.
 //!
+//! Both answer `retained_from` (per kind retention has dropped days of: held from then on)
+//! and `not_held` (the kinds the asked range reaches into but the archive no longer holds), so
+//! a short answer is never mistaken for a quiet period.
+//!
 //! Errors are problem+json; a 400 names the offending field.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +31,7 @@ use sqlx::PgPool;
 use crate::history::{self, Bucket};
 use crate::json::{EventJson, event_json};
 use crate::replay::{Filter, Replay, ReplayOptions};
+use crate::retention::{Kind, RetainedFrom};
 
 /// What the archive routes read from.
 #[derive(Clone)]
@@ -160,6 +165,11 @@ async fn get_audit(
     {
         return Err(invalid("since", "must be before `until`"));
     }
+    let retained = RetainedFrom::load(&state.pg).await?;
+    let gaps = retained.gaps(
+        &[Kind::Accepted, Kind::Rejected, Kind::Blocked],
+        since.map(|t| t.timestamp_micros()),
+    );
     let filter = Filter {
         since_us: since.map(|t| t.timestamp_micros()),
         until_us: until.map(|t| t.timestamp_micros()),
@@ -185,5 +195,10 @@ async fn get_audit(
         newest.push_back(item);
     }
     let events: Vec<EventJson<'_>> = newest.iter().map(event_json).collect();
-    Ok(Json(serde_json::json!({ "events": events })).into_response())
+    Ok(Json(serde_json::json!({
+        "events": events,
+        "retained_from": retained.to_json(),
+        "not_held": RetainedFrom::not_held(&gaps),
+    }))
+    .into_response())
 }

@@ -24,6 +24,7 @@ fn config(settings: &Settings, consumer: &str) -> anyhow::Result<ArchiverConfig>
     let mut config = ArchiverConfig {
         interval: settings.archive_interval,
         consumer: consumer.to_owned(),
+        retention: settings.retention.clone(),
         ..ArchiverConfig::default()
     };
     if let Ok(text) = std::env::var("SMSGATE_ARCHIVE_CLAIM_IDLE") {
