@@ -86,8 +86,15 @@ async fn send_and_settle(app: &TestApp, outbox: &std::path::Path) -> (String, Pg
         first.get_or_insert(answer["id"].as_str().unwrap().to_owned());
     }
     let id = first.unwrap();
-    let pg = PgPool::connect(&app.settings.database_url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
+    // The archiver creates and migrates its database in the background.
+    let pg = loop {
+        match PgPool::connect(&app.settings.database_url).await {
+            Ok(pg) => break pg,
+            Err(e) => assert!(Instant::now() < deadline, "no archive database: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     loop {
         let message = app.get_json(&format!("/api/sms/{id}")).await;
         let archived: i64 = sqlx::query_scalar("SELECT count(*) FROM sms_events")
