@@ -6,6 +6,18 @@
 /** `blocked`: refused by the policy's destinations or client deny list (403), nothing counted. */
 export type Outcome = 'accepted' | 'rejected' | 'blocked';
 
+/** How an event keeps the SMS body; absent on events recorded before smsgate said (full). */
+export type MessageStored = 'full' | 'redacted' | 'preview' | 'none';
+
+/** What the archive keeps apart (`SMSGATE_RETENTION`); `delivery` is the status changes. */
+export type RetentionKind = 'accepted' | 'rejected' | 'blocked' | 'delivery';
+
+/** A range an answer reaches into that retention dropped: `kind` before `before`. */
+export interface NotHeld {
+  kind: RetentionKind;
+  before: string;
+}
+
 /** One decision of the limiter, as recorded on the event stream. */
 export interface SmsEvent {
   id: string;
@@ -14,7 +26,10 @@ export interface SmsEvent {
   ip: string;
   to: string;
   from: string | null;
+  /** In the form `message_stored` names (README, "Retention and privacy"). */
   message: string;
+  /** `SMSGATE_STORE_MESSAGE`'s form: refused requests keep at most a redacted `preview`. */
+  message_stored?: MessageStored;
   segments: number;
   outcome: Outcome;
   /** Names of the violated windows; empty for accepted events. */
@@ -126,11 +141,17 @@ export interface History {
   bucket: HistoryBucketSize;
   /** Oldest first. */
   buckets: HistoryBucket[];
+  /** Per kind retention dropped old days of: held from then on. */
+  retained_from?: Partial<Record<RetentionKind, string>>;
+  /** The kinds this range reaches into that the archive no longer holds. */
+  not_held?: NotHeld[];
 }
 
 export interface AuditResult {
   /** Oldest first. */
   events: SmsEvent[];
+  retained_from?: Partial<Record<RetentionKind, string>>;
+  not_held?: NotHeld[];
 }
 
 export interface ClientWindow {
