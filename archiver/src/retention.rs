@@ -24,6 +24,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::error::ArchiverError;
+use crate::metrics as m;
 
 /// Partitions created ahead of today, so midnight never waits for DDL.
 pub const DAYS_AHEAD: u32 = 3;
@@ -321,7 +322,7 @@ pub async fn maintain(
                 .execute(&mut *tx)
                 .await?;
             retained_from = retained_from.max(Some(end));
-            dropped.push(child);
+            dropped.push((kind, child));
         }
         if let Some(from) = retained_from {
             sqlx::query(
@@ -339,8 +340,12 @@ pub async fn maintain(
     tx.commit().await?;
     if !dropped.is_empty() {
         partitions.forget();
+        for (kind, _) in &dropped {
+            metrics::counter!(m::PARTITIONS_DROPPED, "kind" => kind.as_str()).increment(1);
+        }
         tracing::info!(dropped = ?dropped, "archive partitions past retention dropped");
     }
+    let dropped = dropped.into_iter().map(|(_, name)| name).collect();
     Ok(Maintenance { created, dropped })
 }
 

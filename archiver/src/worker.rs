@@ -223,6 +223,7 @@ impl Archiver {
             // Retention never blocks archiving: a failed step is tried again at the next drain,
             // and the insert creates any day partition it needs on its own.
             if let Err(e) = self.maintain(chrono::Utc::now()).await {
+                metrics::counter!(m::RETENTION_ERRORS).increment(1);
                 tracing::warn!(error = %e, "archive retention step failed");
             }
             if !self.consumer.drain_until_idle(&shutdown).await {
