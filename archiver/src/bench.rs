@@ -161,6 +161,7 @@ fn synthetic(i: usize, now_us: i64) -> Event {
         to: format!("+1415555{:04}", i % 10_000),
         from: i.is_multiple_of(3).then(|| "Acme".to_owned()),
         message: format!("Your verification code is {:06}", i % 1_000_000),
+        stored: None,
         segments: 1,
         outcome: if rejected {
             Outcome::Rejected

@@ -28,6 +28,8 @@ pub struct ArchiverConfig {
     /// First and longest wait between retries while Postgres (or Redis) fails.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// How long each kind of event is archived (`SMSGATE_RETENTION`).
+    pub retention: crate::retention::Retention,
     /// Fault injection for crash tests: sleep at a point of the batch so a test can SIGKILL
     /// the process there. `None` in production.
     pub pause: Option<FaultPause>,
@@ -46,6 +48,7 @@ impl Default for ArchiverConfig {
             forget_idle: Duration::from_secs(3_600),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            retention: crate::retention::Retention::default(),
             pause: None,
         }
     }

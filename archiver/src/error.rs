@@ -32,12 +32,25 @@ impl ArchiverError {
     /// exception, 23 integrity violation, 54 program limit): retrying that batch would fail
     /// forever, so its offending entries must be set aside.
     pub fn is_transient(&self) -> bool {
+        if self.is_missing_partition() {
+            return true;
+        }
         match self {
             Self::Postgres(sqlx::Error::Database(db)) => !db
                 .code()
                 .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c))),
             _ => true,
         }
+    }
+}
+
+impl ArchiverError {
+    /// A row whose day partition is gone (dropped by another archiver's retention step after
+    /// this one created it): not the row's fault, and the retry creates the partition again.
+    pub fn is_missing_partition(&self) -> bool {
+        matches!(self, Self::Postgres(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("23514")
+                && db.message().starts_with("no partition of relation"))
     }
 }
 

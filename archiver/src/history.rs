@@ -1,11 +1,14 @@
 //! Volumes from the archive: accepted and rejected counts per hour or per day over a range,
-//! every bucket present (zeros included), oldest first.
+//! every bucket present (zeros included), oldest first, with what retention no longer holds.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row as _};
 
 use crate::error::ArchiverError;
+use crate::retention::{Kind, NotHeld, RetainedFrom};
 
 /// Bucket width of [`history`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -45,6 +48,12 @@ impl Bucket {
 pub struct History {
     pub bucket: Bucket,
     pub buckets: Vec<BucketCounts>,
+    /// Per kind whose old partitions retention dropped: the archive holds it from then on
+    /// (`SMSGATE_RETENTION`); buckets before it count only what is still held.
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub retained_from: BTreeMap<Kind, String>,
+    /// The kinds this range reaches into but are no longer held, and from when they are.
+    pub not_held: Vec<NotHeld>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -103,5 +112,15 @@ pub async fn history(
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(History { bucket, buckets })
+    let retained = RetainedFrom::load(pg).await?;
+    let gaps = retained.gaps(
+        &[Kind::Accepted, Kind::Rejected],
+        Some(since.timestamp_micros()),
+    );
+    Ok(History {
+        bucket,
+        buckets,
+        retained_from: retained.to_json(),
+        not_held: RetainedFrom::not_held(&gaps),
+    })
 }

@@ -11,6 +11,10 @@
 //!   most 10,000) of the range, oldest first. `to` is compared as given (trimmed) against the
 //!   recorded E.164; a leading `+` sent unencoded arrives as a space and is restored.
 //!
+//! Both answer `retained_from` (per kind retention has dropped days of: held from then on)
+//! and `not_held` (the kinds the asked range reaches into but the archive no longer holds), so
+//! a short answer is never mistaken for a quiet period.
+//!
 //! Errors are problem+json; a 400 names the offending field.
 
 use problem::openapi::{InvalidParameter, TokenProblems, Unavailable};
@@ -31,6 +35,7 @@ use sqlx::PgPool;
 use crate::history::{self, Bucket};
 use crate::json::{EventJson, event_json};
 use crate::replay::{Filter, Replay, ReplayOptions};
+use crate::retention::{Kind, NotHeld, RetainedFrom};
 
 /// What the archive routes read from.
 #[derive(Clone)]
@@ -63,6 +68,11 @@ pub struct ApiDoc;
 #[schema(as = Audit)]
 pub struct AuditJson<'a> {
     pub events: Vec<EventJson<'a>>,
+    /// Per kind whose old partitions retention dropped: the archive holds it from then on.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub retained_from: std::collections::BTreeMap<Kind, String>,
+    /// The kinds the asked range reaches into that the archive no longer holds.
+    pub not_held: Vec<NotHeld>,
 }
 
 fn invalid(field: &'static str, detail: impl ToString) -> ApiError {
@@ -129,6 +139,8 @@ async fn get_history(
         return Ok(Json(history::History {
             bucket,
             buckets: Vec::new(),
+            retained_from: RetainedFrom::load(&state.pg).await?.to_json(),
+            not_held: Vec::new(),
         }));
     }
     let since = since.max(until - Duration::seconds(MAX_BUCKETS * bucket.seconds()));
@@ -205,11 +217,21 @@ async fn get_audit(
     };
     let since = time_param(&params, "since")?;
     let until = time_param(&params, "until")?;
+    let retained = RetainedFrom::load(&state.pg).await?;
     if let (Some(s), Some(u)) = (since, until)
         && s >= u
     {
-        return Ok(Json(AuditJson { events: Vec::new() }).into_response());
+        return Ok(Json(AuditJson {
+            events: Vec::new(),
+            retained_from: retained.to_json(),
+            not_held: Vec::new(),
+        })
+        .into_response());
     }
+    let gaps = retained.gaps(
+        &[Kind::Accepted, Kind::Rejected, Kind::Blocked],
+        since.map(|t| t.timestamp_micros()),
+    );
     let filter = Filter {
         since_us: since.map(|t| t.timestamp_micros()),
         until_us: until.map(|t| t.timestamp_micros()),
@@ -235,5 +257,10 @@ async fn get_audit(
         newest.push_back(item);
     }
     let events = newest.iter().map(event_json).collect();
-    Ok(Json(AuditJson { events }).into_response())
+    Ok(Json(AuditJson {
+        events,
+        retained_from: retained.to_json(),
+        not_held: RetainedFrom::not_held(&gaps),
+    })
+    .into_response())
 }

@@ -10,6 +10,8 @@ pub const LAG_SECONDS: &str = "smsgate_archiver_lag_seconds";
 pub const POSTGRES_ERRORS: &str = "smsgate_archiver_postgres_errors_total";
 pub const DEAD_LETTERS: &str = "smsgate_dead_letters_total";
 pub const STREAM_LENGTH: &str = "smsgate_stream_length";
+pub const PARTITIONS_DROPPED: &str = "smsgate_archiver_partitions_dropped_total";
+pub const RETENTION_ERRORS: &str = "smsgate_archiver_retention_errors_total";
 
 /// Creates the archiver's counters at 0, so Prometheus sees their first increase and alerts on
 /// them (`increase()` cannot see a counter whose first sample is already 1).
@@ -17,4 +19,8 @@ pub fn register() {
     metrics::counter!(EVENTS_ARCHIVED).increment(0);
     metrics::counter!(POSTGRES_ERRORS).increment(0);
     metrics::counter!(DEAD_LETTERS, "group" => crate::GROUP).increment(0);
+    metrics::counter!(RETENTION_ERRORS).increment(0);
+    for kind in crate::retention::Kind::ALL {
+        metrics::counter!(PARTITIONS_DROPPED, "kind" => kind.as_str()).increment(0);
+    }
 }

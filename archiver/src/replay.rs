@@ -32,7 +32,7 @@ use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
 use futures::Stream;
 use limiter::event::SCHEMA_VERSION;
-use limiter::{Event, Layout, Outcome};
+use limiter::{Event, Layout, Outcome, StoredForm};
 use sqlx::{PgPool, Row as _};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -460,7 +460,7 @@ struct ArchiveQuery {
 /// The columns every archive read decodes, in [`decode_row`]'s order.
 pub(crate) const EVENT_COLUMNS: &str = r#"stream_id, id, at_us, ip, "to", "from", message, segments, outcome, violated, retry_after, policy,
        at = timestamptz 'epoch' + at_us * interval '1 microsecond' AS at_matches, partition,
-       shadow_violated, reason, country, client"#;
+       shadow_violated, reason, country, client, message_stored"#;
 
 const STREAM_MS: &str = "split_part(stream_id, '-', 1)::bigint";
 const STREAM_SEQ: &str = "split_part(stream_id, '-', 2)::bigint";
@@ -551,6 +551,10 @@ pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, Archiv
         to: row.try_get(4)?,
         from: row.try_get(5)?,
         message: row.try_get(6)?,
+        stored: row
+            .try_get::<Option<&str>, _>(18)?
+            .map(|s| StoredForm::parse(s).ok_or_else(|| bad("message_stored")))
+            .transpose()?,
         segments: u32::try_from(row.try_get::<i32, _>(7)?).map_err(|_| bad("segments"))?,
         outcome,
         violated: row.try_get(9)?,

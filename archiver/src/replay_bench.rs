@@ -22,6 +22,7 @@ use crate::audit::Auditor;
 use crate::error::ArchiverError;
 use crate::json::event_json;
 use crate::replay::{Replay, ReplayOptions};
+use crate::retention::{Kind, Partitions};
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -167,6 +168,17 @@ pub async fn fill(pg: &PgPool, layout: &Layout, events: u64) -> Result<(), Archi
     let policy = Policy::default();
     let policy_text = policy.to_string();
     let mut model = Model::new(policy);
+    let start_us =
+        chrono::Utc::now().timestamp_micros() - i64::try_from(events).unwrap_or(0) * STEP_US;
+    // `COPY` into the partitioned archive needs the day partitions of the range to exist.
+    let first = chrono::DateTime::from_timestamp_micros(start_us)
+        .unwrap_or_default()
+        .date_naive();
+    let days = first
+        .iter_days()
+        .take_while(|d| *d <= chrono::Utc::now().date_naive())
+        .flat_map(|d| [(Kind::Accepted, d), (Kind::Rejected, d)]);
+    Partitions::new().ensure(pg, days).await?;
     let mut conn = pg.acquire().await?;
     let mut copy = conn
         .copy_in_raw(
@@ -174,8 +186,6 @@ pub async fn fill(pg: &PgPool, layout: &Layout, events: u64) -> Result<(), Archi
                segments, outcome, violated, retry_after, policy) FROM STDIN"#,
         )
         .await?;
-    let start_us =
-        chrono::Utc::now().timestamp_micros() - i64::try_from(events).unwrap_or(0) * STEP_US;
     // The last stream id of each partition, to number entries within one millisecond.
     let mut last_ids: Vec<(u64, u64)> = vec![(0, 0); usize::from(layout.partitions())];
     let mut text = String::with_capacity(256 * 10_000);

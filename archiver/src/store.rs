@@ -10,6 +10,7 @@ use sqlx::{ConnectOptions, Executor, PgPool};
 
 use crate::entry::Row;
 use crate::error::ArchiverError;
+use crate::retention::{Kind, Partitions};
 
 /// The schema, embedded in the binary and applied on start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -79,16 +80,19 @@ pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverErr
 const INSERT: &str = r#"
 INSERT INTO sms_events
     (id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-     violated, retry_after, policy, shadow_violated, reason, country, client)
+     violated, retry_after, policy, shadow_violated, reason, country, client, message_stored)
 SELECT id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
        string_to_array(violated, ','), retry_after, policy,
-       string_to_array(shadow_violated, ','), reason, country, client
+       string_to_array(shadow_violated, ','), reason, country, client, message_stored
 FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $6::inet[],
             $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
-            $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+            $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+            $19::text[])
     AS t(id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-         violated, retry_after, policy, shadow_violated, reason, country, client)
-ON CONFLICT (id) DO NOTHING
+         violated, retry_after, policy, shadow_violated, reason, country, client, message_stored)
+-- The partition keys are part of the key (see migration 0015); a redelivered entry has the same
+-- id, outcome and decision time, so this skips exactly the rows already archived.
+ON CONFLICT (id, outcome, at) DO NOTHING
 "#;
 
 const INSERT_STATUS: &str = r#"
@@ -96,13 +100,14 @@ INSERT INTO sms_status
     (id, message_id, stream_id, partition, at, "to", status, provider, provider_id, attempt, detail)
 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int2[], $5::timestamptz[],
                      $6::text[], $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[])
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, at) DO NOTHING
 "#;
 
 /// Inserts delivery status events (`(stream id, partition, event)`) in one statement; those
 /// already archived are skipped by the primary key. Returns how many were new.
 pub async fn insert_statuses(
     pg: &PgPool,
+    partitions: &Partitions,
     statuses: &[(String, u16, &limiter::delivery::StatusEvent)],
 ) -> Result<u64, ArchiverError> {
     if statuses.is_empty() {
@@ -119,6 +124,8 @@ pub async fn insert_statuses(
         .iter()
         .map(|(_, _, s)| chrono::DateTime::from_timestamp_micros(s.at_us).unwrap_or_default())
         .collect();
+    let days = at.iter().map(|at| (Kind::Delivery, at.date_naive()));
+    partitions.ensure(pg, days).await?;
     let result = sqlx::query(INSERT_STATUS)
         .bind(statuses.iter().map(|(_, _, s)| s.id).collect::<Vec<_>>())
         .bind(
@@ -180,10 +187,18 @@ fn as_strs<'a>(column: &'a [Cow<'a, str>]) -> Vec<&'a str> {
 /// Inserts `rows` in one transaction with one statement (arrays unnested server-side) and
 /// returns how many were new; rows already archived (a redelivery) are skipped by the primary
 /// key. Nothing is visible, and nothing may be acked, unless this returns `Ok`.
-pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError> {
+pub async fn insert_rows(
+    pg: &PgPool,
+    partitions: &Partitions,
+    rows: &[Row],
+) -> Result<u64, ArchiverError> {
     if rows.is_empty() {
         return Ok(0);
     }
+    let days = rows
+        .iter()
+        .filter_map(|r| Kind::parse(r.outcome).map(|kind| (kind, r.at.date_naive())));
+    partitions.ensure(pg, days).await?;
     let to = column(rows, |r| &r.to);
     let from: Vec<Option<Cow<'_, str>>> = rows
         .iter()
@@ -227,6 +242,7 @@ pub async fn insert_rows(pg: &PgPool, rows: &[Row]) -> Result<u64, ArchiverError
                 .collect::<Vec<_>>(),
         )
         .bind(rows.iter().map(|r| r.client.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.stored).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?
         .rows_affected();

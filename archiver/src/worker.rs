@@ -4,14 +4,20 @@
 //!
 //! 1. decode (the engine) and turn each event into a row; what cannot be archived becomes a
 //!    dead letter;
-//! 2. insert the rows in one transaction (`ON CONFLICT (id) DO NOTHING`) and COMMIT;
+//! 2. make sure the batch's day partitions exist, insert the rows in one transaction
+//!    (`ON CONFLICT (id, outcome, at) DO NOTHING`, the partition keys being part of the key)
+//!    and COMMIT;
 //! 3. the engine writes the dead letters and XACKs the batch atomically, then trims the stream
 //!    below what every group still needs.
 //!
 //! A crash before 3 re-delivers the batch (the insert then skips what it already has); a
 //! Postgres outage at 2 keeps the batch in hand and pending in Redis, and retries it; a batch
 //! Postgres refuses is split by the engine, and a single row it refuses is dead-lettered.
+//!
+//! Before each drain the archiver also runs the retention step ([`crate::retention::maintain`]):
+//! partitions ahead are created and those past their kind's retention dropped.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use eventlog::{ApplyError, Batch, Consumer, ConsumerConfig, Role, Verdict};
@@ -24,6 +30,7 @@ use crate::config::{ArchiverConfig, FaultPoint};
 use crate::entry::Row;
 use crate::error::ArchiverError;
 use crate::metrics as m;
+use crate::retention::{self, Maintenance, Partitions};
 use crate::store;
 
 /// What one step did. "Nothing to do" is a value, not an error.
@@ -55,6 +62,7 @@ pub struct DrainReport {
 struct Archive {
     pg: PgPool,
     config: ArchiverConfig,
+    partitions: Arc<Partitions>,
 }
 
 impl Role for Archive {
@@ -86,17 +94,19 @@ impl Role for Archive {
         let started = Instant::now();
         // Before the decisions: if this fails nothing is acked, and a redelivery inserts
         // each status once (its UUID is the key).
-        if let Err(e) = store::insert_statuses(&self.pg, &statuses).await {
+        if let Err(e) = store::insert_statuses(&self.pg, &self.partitions, &statuses).await {
             metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+            self.forget_partitions_after(&e);
             return Err(match e.is_transient() {
                 true => ApplyError::outage(e),
                 false => ApplyError::poison(e),
             });
         }
-        let inserted = match store::insert_rows(&self.pg, &rows).await {
+        let inserted = match store::insert_rows(&self.pg, &self.partitions, &rows).await {
             Ok(inserted) => inserted,
             Err(e) => {
                 metrics::counter!(m::POSTGRES_ERRORS).increment(1);
+                self.forget_partitions_after(&e);
                 return match (e.is_transient(), archived.as_slice()) {
                     (true, _) => Err(ApplyError::outage(e)),
                     // Postgres refused this very row: retrying it would fail forever.
@@ -116,6 +126,14 @@ impl Role for Archive {
 }
 
 impl Archive {
+    /// A row with no partition to go to: another archiver dropped a day this one thought it
+    /// had. Forgetting them makes the retry create it again (the error is transient).
+    fn forget_partitions_after(&self, e: &ArchiverError) {
+        if e.is_missing_partition() {
+            self.partitions.forget();
+        }
+    }
+
     async fn pause(&self, point: FaultPoint) {
         if let Some(pause) = self.config.pause.filter(|p| p.point == point) {
             tracing::warn!(?point, duration = ?pause.duration, "fault injection: pausing");
@@ -147,9 +165,24 @@ impl Archiver {
             measure_every: config.backlog_check,
             ..ConsumerConfig::new(config.consumer.clone())
         };
+        let role = Archive {
+            pg,
+            config,
+            partitions: Arc::new(Partitions::new()),
+        };
         Self {
-            consumer: Consumer::new(Archive { pg, config }, redis, layout, engine),
+            consumer: Consumer::new(role, redis, layout, engine),
         }
+    }
+
+    /// The retention step at `now` (the clock is a parameter so tests can move it): creates
+    /// the partitions ahead and drops those past `config.retention`.
+    pub async fn maintain(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Maintenance, ArchiverError> {
+        let role = self.consumer.role();
+        retention::maintain(&role.pg, &role.partitions, &role.config.retention, now).await
     }
 
     pub fn config(&self) -> &ArchiverConfig {
@@ -187,6 +220,12 @@ impl Archiver {
                 }
             }
             next_drain = Instant::now() + config.interval;
+            // Retention never blocks archiving: a failed step is tried again at the next drain,
+            // and the insert creates any day partition it needs on its own.
+            if let Err(e) = self.maintain(chrono::Utc::now()).await {
+                metrics::counter!(m::RETENTION_ERRORS).increment(1);
+                tracing::warn!(error = %e, "archive retention step failed");
+            }
             if !self.consumer.drain_until_idle(&shutdown).await {
                 return Ok(());
             }

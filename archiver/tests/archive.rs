@@ -101,7 +101,12 @@ async fn a_crash_after_insert_before_ack_is_redelivered_without_duplicates() {
             Row::new(0, &e.id.to_string(), &event).unwrap()
         })
         .collect();
-    assert_eq!(store::insert_rows(&h.pg, &rows).await.unwrap(), 600);
+    assert_eq!(
+        store::insert_rows(&h.pg, &archiver::retention::Partitions::new(), &rows)
+            .await
+            .unwrap(),
+        600
+    );
 
     // Another archiver claims the abandoned entries and archives everything else.
     let archiver = h.archiver(archiver::ArchiverConfig {

@@ -135,10 +135,13 @@ impl Dispatcher {
         messages: &[Deliverable],
     ) -> Result<usize, DispatchError> {
         let ttl_us = i64::try_from(self.config.ttl.as_micros()).unwrap_or(i64::MAX);
+        let bodies = self.store.bodies(self.redis(), partition, messages).await?;
         let mut jobs = Vec::with_capacity(messages.len());
-        for message in messages {
+        let mut lost = Vec::new();
+        for (message, body) in messages.iter().zip(bodies) {
             let admission = Admission {
                 message,
+                body: body.as_deref().unwrap_or(""),
                 provider: self.provider.name(),
                 deadline_us: message.at_us.saturating_add(ttl_us),
                 due_ms: now_ms() + self.lease_ms(),
@@ -148,18 +151,36 @@ impl Dispatcher {
                 .admit(self.redis(), partition, &admission)
                 .await?
             {
-                jobs.push(Job {
+                let job = Job {
                     partition,
                     id: message.id,
                     to: message.to.clone(),
                     from: message.from.clone(),
-                    body: message.message.clone(),
+                    body: body.clone().unwrap_or_default(),
                     attempts: 0,
                     deadline_us: admission.deadline_us,
-                });
+                };
+                match body {
+                    Some(_) => jobs.push(job),
+                    None => lost.push(job),
+                }
             }
         }
-        let admitted = jobs.len();
+        let admitted = jobs.len() + lost.len();
+        for job in lost {
+            // Its body outlived the delivery TTL in Redis and is gone: past its deadline, the
+            // message could only have expired.
+            self.record(
+                &job,
+                DeliveryStatus::Expired,
+                0,
+                Said::detail(
+                    "the body was no longer held (dispatcher later than the delivery TTL)".into(),
+                ),
+                Schedule::Unschedule,
+            )
+            .await?;
+        }
         self.attempt_all(jobs).await?;
         Ok(admitted)
     }

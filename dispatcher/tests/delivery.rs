@@ -338,3 +338,69 @@ async fn replicas_share_one_token_bucket() {
     assert!(took >= Duration::from_millis(1_900), "{took:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
+
+#[tokio::test]
+async fn bodies_wait_apart_until_admission_and_one_gone_past_its_ttl_expires_unsent() {
+    use fred::interfaces::{HashesInterface, KeysInterface};
+    let pool = redis().await;
+    let layout = layout();
+    // The default, `redacted`: the events carry "code •…", the bodies wait in their own keys.
+    accepted_and_rejected(&pool, &layout, 3, None).await;
+    let mut waiting = Vec::new();
+    for partition in 0..layout.partitions() {
+        for d in deliverables(&pool, &layout, partition).await {
+            assert!(!d.carries_body(), "{d:?}");
+            let body: Option<String> = pool
+                .next()
+                .get(layout.body(partition, &d.id))
+                .await
+                .unwrap();
+            assert!(body.unwrap().starts_with("code "));
+            waiting.push((partition, d.id));
+        }
+    }
+    assert_eq!(waiting.len(), 3);
+    // One body outlived its TTL (the dispatcher was away longer than the delivery TTL).
+    let (lost_partition, lost) = waiting[0];
+    let _: i64 = pool
+        .next()
+        .del(layout.body(lost_partition, &lost))
+        .await
+        .unwrap();
+
+    let path = outbox();
+    let provider: Arc<dyn Provider> = Arc::new(LogProvider::new(&path));
+    let d = Dispatcher::new(pool.clone(), layout.clone(), provider, None, fast_config());
+    deliver_stream(&d, &pool, &layout, 16).await;
+
+    let sent = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(sent.lines().count(), 2, "{sent}");
+    for (partition, id) in &waiting {
+        let key_left: bool = pool
+            .next()
+            .exists(layout.body(*partition, id))
+            .await
+            .unwrap();
+        assert!(!key_left, "admission drops the waiting body");
+        let state = d
+            .store()
+            .load(pool.next(), *partition, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.body, None, "gone from the message's state once final");
+        let in_hash: Option<String> = pool
+            .next()
+            .hget(d.store().message_key(*partition, id), "body")
+            .await
+            .unwrap();
+        assert_eq!(in_hash, None);
+        if *id == lost {
+            assert_eq!(state.status, DeliveryStatus::Expired);
+            assert!(!sent.contains(&id.to_string()));
+        } else {
+            assert_eq!(state.status, DeliveryStatus::Delivered);
+        }
+    }
+    let _ = limiter::connection::drop_namespace(pool.next(), layout.namespace()).await;
+}

@@ -128,6 +128,7 @@ mod tests {
             to: "+14155550123".into(),
             from: None,
             message: "héllo".into(),
+            stored: None,
             segments: 1,
             outcome: Outcome::Accepted,
             violated: vec![],

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::event::{Event, SCHEMA_VERSION};
+use crate::privacy::StoredForm;
 
 /// The stream entry field that holds the encoded event.
 pub const EVENT_FIELD: &str = "e";
@@ -23,7 +24,10 @@ pub struct PendingEvent<'a> {
     pub to: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'a str>,
+    /// The body as kept if the request is accepted; the script replaces it (and `stored`)
+    /// with the refused form otherwise.
     pub message: &'a str,
+    pub stored: StoredForm,
     pub segments: u32,
     pub policy: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,6 +106,7 @@ mod tests {
             to: "+14155550123".into(),
             from: None,
             message: "héllo ✓".into(),
+            stored: None,
             segments: 1,
             outcome: Outcome::Rejected,
             violated: vec!["1m".into()],

@@ -5,12 +5,18 @@
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
 --              (member = event id, score = µs)
 -- KEYS[n+2]    the Idempotency-Key record, when ARGV[5] is not empty
--- ARGV[1]  the pending event, a MessagePack map; the decision is added to it here
+-- KEYS[#KEYS]  (always last) where an accepted body waits for the dispatcher
+-- ARGV[1]  the pending event, a MessagePack map; the decision is added to it here. Its
+--          `message` is the body in the form an accepted request keeps (`stored` names it)
 -- ARGV[2]  the event id (the quota member if accepted)
 -- ARGV[3]  'd' to decide, 'b' to record a blocked request (no quota is read or written)
 -- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
 -- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
--- ARGV[6]  the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
+-- ARGV[6]  the message as a refused request keeps it (never more than a redacted preview)
+-- ARGV[7]  the name of that form
+-- ARGV[8]  the full body when the event does not carry it ('' when it does, or when blocked)
+-- ARGV[9]  how long the body waits for the dispatcher, ms
+-- ARGV[10] the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
 --          ('e' enforce | 's' shadow), the number of windows w, then w triples: name, limit, µs
 --
 -- Returns {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
@@ -21,7 +27,7 @@
 -- nothing.
 
 local stream = KEYS[1]
-local rules = tonumber(ARGV[6])
+local rules = tonumber(ARGV[10])
 local fingerprint = ARGV[5]
 local idem = nil
 if fingerprint ~= '' then
@@ -44,7 +50,7 @@ local function seconds_up(micros)
 end
 
 -- Parse the rules once: rule[r] = {prefix, enforced, windows = {{name, limit, d}, ...}, longest}
-local parsed, at = {}, 7
+local parsed, at = {}, 11
 for r = 1, rules do
   local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1', windows = {}, longest = 0}
   local w = tonumber(ARGV[at + 2])
@@ -115,12 +121,21 @@ if outcome == 1 then
       redis.call('PEXPIRE', quota, string.format('%d', math.ceil(rule.longest / 1000) + 1000))
     end
   end
+  -- The body the dispatcher needs travels apart from the event, in the same slot, and only
+  -- for a request that will be delivered.
+  if ARGV[8] ~= '' then
+    redis.call('SET', KEYS[#KEYS], ARGV[8], 'PX', ARGV[9])
+  end
 elseif outcome == 0 then
   event['outcome'] = 'rejected'
   event['retry_after'] = seconds_up(retry_us)
 else
   event['outcome'] = 'blocked'
   event['retry_after'] = 0
+end
+if outcome ~= 1 then
+  event['message'] = ARGV[6]
+  event['stored'] = ARGV[7]
 end
 local id = redis.call('XADD', stream, '*', 'e', cmsgpack.pack(event))
 

@@ -8,11 +8,14 @@
 -- KEYS[4]  the partition's delivery schedule (sorted set: message id, score = due ms)
 -- KEYS[5]  the partition's pending client callbacks (hash: callback id -> "first ms\nurl\nbody")
 -- KEYS[6]  the partition's client callback schedule (sorted set: callback id, score = due ms)
+-- KEYS[7]  where the message's body waited for admission (limiter's decide.lua wrote it)
 -- ARGV[1]  the operation: admit | change | claim | callback_claim | callback_done | callback_retry
 --
 -- admit   ARGV: id, to, from, body, callback, provider, queued_at_us, deadline_us, history json,
 --               due ms, keep s
---         Creates the state as `queued` unless it exists. Returns 1 when created, 0 when not.
+--         Creates the state as `queued` unless it exists, and drops KEYS[7] either way: the
+--         body now lives in the state (until sent or final) or was handed over before.
+--         Returns 1 when created, 0 when not.
 -- change  ARGV: status event (MessagePack), status, attempt, provider, provider_id, history json,
 --               due (`` keep, `-` unschedule, else ms), keep s, callback id, callback json, now ms;
 --               then as many more such groups of 11, applied in order
@@ -72,6 +75,7 @@ end
 
 if op == 'admit' then
   local state, history, schedule = KEYS[2], KEYS[3], KEYS[4]
+  redis.call('DEL', KEYS[7])
   if redis.call('EXISTS', state) == 1 then return 0 end
   redis.call('HSET', state, 'id', ARGV[2], 'to', ARGV[3], 'from', ARGV[4], 'body', ARGV[5],
     'callback', ARGV[6], 'provider', ARGV[7], 'queued_at_us', ARGV[8], 'deadline_us', ARGV[9],

@@ -28,6 +28,7 @@ use crate::codec::{self, DecodeError, as_string};
 use crate::event::{Event, SCHEMA_VERSION};
 use crate::json::rfc3339_micros;
 use crate::layout::Layout;
+use crate::privacy::StoredForm;
 
 /// The Lua source of every delivery state change; see its header for keys and arguments.
 pub const DELIVERY_LUA: &str = include_str!("delivery.lua");
@@ -191,9 +192,21 @@ pub struct Deliverable {
     pub to: String,
     #[serde(default)]
     pub from: Option<String>,
+    /// The body as the event keeps it; the body to send when [`Deliverable::carries_body`],
+    /// else it waits under [`Layout::body`] (see [`crate::privacy`]).
     pub message: String,
     #[serde(default)]
+    pub stored: Option<StoredForm>,
+    #[serde(default)]
     pub status_callback: Option<String>,
+}
+
+impl Deliverable {
+    /// True when the event itself holds the body to send: `full`, or written before bodies
+    /// travelled apart.
+    pub fn carries_body(&self) -> bool {
+        matches!(self.stored, None | Some(StoredForm::Full))
+    }
 }
 
 #[derive(Deserialize)]
@@ -252,6 +265,10 @@ pub struct MessageState {
 #[derive(Clone, Debug)]
 pub struct Admission<'a> {
     pub message: &'a Deliverable,
+    /// The body to send: the event's own when it carries it, else the one taken from
+    /// [`Layout::body`]. Admitting drops that key: from here the message's state holds the
+    /// body, until it is sent or final.
+    pub body: &'a str,
     pub provider: &'a str,
     pub deadline_us: i64,
     /// When the admitting dispatcher's claim lapses, if it never gets to record an attempt.
@@ -365,8 +382,46 @@ impl DeliveryStore {
         self.layout.key(partition, "callbacks:due")
     }
 
+    /// Where an accepted body waits for its admission ([`Layout::body`]).
+    pub fn body_key(&self, partition: u16, id: &Uuid) -> String {
+        self.layout.body(partition, id)
+    }
+
+    /// The bodies of `messages` (same partition) that do not travel in their events, read
+    /// in one round trip; `None` where Redis no longer holds it (older than its TTL).
+    pub async fn bodies(
+        &self,
+        redis: &Client,
+        partition: u16,
+        messages: &[Deliverable],
+    ) -> Result<Vec<Option<String>>, DeliveryError> {
+        use fred::interfaces::KeysInterface;
+        let wanted: Vec<String> = messages
+            .iter()
+            .filter(|m| !m.carries_body())
+            .map(|m| self.body_key(partition, &m.id))
+            .collect();
+        let mut fetched = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            let values: Vec<Option<String>> = redis.mget(wanted).await?;
+            values
+        }
+        .into_iter();
+        Ok(messages
+            .iter()
+            .map(|m| {
+                if m.carries_body() {
+                    Some(m.message.clone())
+                } else {
+                    fetched.next().flatten()
+                }
+            })
+            .collect())
+    }
+
     fn keys(&self, partition: u16, id: Option<&Uuid>) -> Vec<String> {
-        // Keys of no message still name one, so every call passes the same six in one slot.
+        // Keys of no message still name one, so every call passes the same seven in one slot.
         let nil = Uuid::nil();
         let id = id.unwrap_or(&nil);
         vec![
@@ -376,6 +431,7 @@ impl DeliveryStore {
             self.schedule_key(partition),
             self.callbacks_key(partition),
             self.callback_schedule_key(partition),
+            self.body_key(partition, id),
         ]
     }
 
@@ -411,7 +467,7 @@ impl DeliveryStore {
             m.id.to_string().into(),
             m.to.as_str().into(),
             m.from.as_deref().unwrap_or("").into(),
-            m.message.as_str().into(),
+            admission.body.into(),
             m.status_callback.as_deref().unwrap_or("").into(),
             admission.provider.into(),
             m.at_us.to_string().into(),
@@ -692,6 +748,7 @@ mod tests {
             to: "+14155550123".into(),
             from: Some("Acme".into()),
             message: "hello".into(),
+            stored: None,
             segments: 1,
             outcome,
             violated: vec![],
@@ -749,6 +806,7 @@ mod tests {
             to: "+14155550123",
             from: None,
             message: "hi",
+            stored: crate::privacy::StoredForm::Full,
             segments: 1,
             policy: "3/1m",
             reason: None,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::as_string;
+use crate::privacy::StoredForm;
 
 /// Bumped whenever a field changes meaning; decoders refuse versions they do not know.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,7 +50,13 @@ pub struct Event {
     pub to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The body in the form `stored` names (see [`crate::privacy`]): the full body only when the
+    /// operator chose `full` and the request was accepted.
     pub message: String,
+    /// The form `message` is in; absent on events written before it was recorded (they hold
+    /// the full body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredForm>,
     pub segments: u32,
     pub outcome: Outcome,
     /// Names of the windows that refused the request (empty when accepted).

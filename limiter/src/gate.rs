@@ -12,6 +12,7 @@ use crate::codec::{PendingEvent, encode_pending};
 use crate::event::{Outcome, SCHEMA_VERSION};
 use crate::layout::{Layout, client_key_of};
 use crate::policy::Policy;
+use crate::privacy::StoreMessage;
 use crate::rules::{BlockReason, Destination, Dimension, Mode, Ruleset, SEED_RULE, Subject};
 
 /// The Lua source of the decision; see the header of `decide.lua` for its keys and arguments.
@@ -117,6 +118,10 @@ pub struct RateLimiter {
     /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
     /// client's partition with its stream.
     spans_slots: bool,
+    /// How the bodies of accepted requests are kept (`SMSGATE_STORE_MESSAGE`).
+    store: StoreMessage,
+    /// How long an accepted body waits for the dispatcher in its own key before Redis drops it.
+    body_ttl_ms: u64,
 }
 
 impl RateLimiter {
@@ -157,7 +162,27 @@ impl RateLimiter {
             layout,
             script_sha: fred::util::sha1_hash(DECIDE_LUA),
             rule_args,
+            store: StoreMessage::default(),
+            body_ttl_ms: Self::DEFAULT_BODY_TTL_MS,
         }
+    }
+
+    /// The default delivery TTL (1 h) and ten minutes more, so a body outlives every attempt.
+    pub const DEFAULT_BODY_TTL_MS: u64 = 70 * 60 * 1000;
+
+    /// Keeps accepted bodies in the form `store` says; the body the dispatcher needs waits in
+    /// its own key for at most `body_ttl` (set it at least the delivery TTL: a message not
+    /// handed over by then has expired anyway).
+    pub fn with_privacy(mut self, store: StoreMessage, body_ttl: std::time::Duration) -> Self {
+        self.store = store;
+        self.body_ttl_ms = u64::try_from(body_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self
+    }
+
+    pub fn store_message(&self) -> StoreMessage {
+        self.store
     }
 
     /// The windows of the seed's rule (or of the first rule when there is no rule `client`).
@@ -234,13 +259,17 @@ impl RateLimiter {
             }
         }
         let stream = self.layout.stream(partition);
+        let accepted_form = self.store.accepted();
+        let accepted_message = accepted_form.apply(request.message);
+        let refused_form = self.store.refused();
         let pending = encode_pending(&PendingEvent {
             v: SCHEMA_VERSION,
             id,
             ip: request.ip,
             to: request.to,
             from: request.from,
-            message: request.message,
+            message: &accepted_message,
+            stored: accepted_form,
             segments: request.segments,
             policy: &self.policy_text,
             reason: blocked.map(BlockReason::as_str),
@@ -263,7 +292,15 @@ impl RateLimiter {
             }
             None => "",
         };
-        let mut args = Vec::with_capacity(6 + self.rule_args.len());
+        // Last, whatever came before: where an accepted body waits for the dispatcher (written
+        // only when the event does not carry the body itself).
+        keys.push(self.layout.body(partition, &id));
+        let body = if accepted_form == crate::privacy::StoredForm::Full || blocked.is_some() {
+            ""
+        } else {
+            request.message
+        };
+        let mut args = Vec::with_capacity(10 + self.rule_args.len());
         args.push(Value::Bytes(pending.into()));
         args.push(Value::from(id.to_string()));
         args.push(Value::from(if blocked.is_some() { "b" } else { "d" }));
@@ -273,6 +310,10 @@ impl RateLimiter {
             "0"
         }));
         args.push(Value::from(fingerprint));
+        args.push(Value::from(refused_form.apply(request.message)));
+        args.push(Value::from(refused_form.as_str()));
+        args.push(Value::from(body));
+        args.push(Value::from(self.body_ttl_ms.to_string()));
         if blocked.is_none() {
             args.extend(self.rule_args.iter().cloned());
         } else {

@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::event::{Event, Outcome};
+use crate::privacy::StoredForm;
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-28T07:00:00.123456Z`.
 pub fn rfc3339_micros(at_us: i64) -> String {
@@ -55,6 +56,10 @@ pub struct EventJson<'a> {
     pub to: &'a str,
     pub from: Option<&'a str>,
     pub message: &'a str,
+    /// The form `message` is kept in (`full`, `redacted`, `preview`, `none`); absent on events
+    /// recorded before smsgate said (they hold the body as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_stored: Option<StoredForm>,
     pub segments: u32,
     pub outcome: Outcome,
     pub violated: &'a [String],
@@ -82,6 +87,7 @@ impl<'a> EventJson<'a> {
             to: &event.to,
             from: event.from.as_deref(),
             message: &event.message,
+            message_stored: event.stored,
             segments: event.segments,
             outcome: event.outcome,
             violated: &event.violated,

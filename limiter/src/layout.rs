@@ -6,6 +6,7 @@
 //! <ns>:{<p>}:events          the event stream of partition p
 //! <ns>:{<p>}:quota:<client>  sorted set of a client's accepted requests (score = µs)
 //! <ns>:{<p>}:dead            dead-letter stream of partition p
+//! <ns>:{<p>}:body:<id>       an accepted message's body, until the dispatcher takes it
 //! ```
 
 use std::net::IpAddr;
@@ -88,6 +89,12 @@ impl Layout {
             Some(suffix) => self.key(to, suffix),
             None => key.to_owned(),
         }
+    }
+
+    /// The body of accepted message `id` while it waits for the dispatcher, kept apart from
+    /// its event so the stream (and everything built from it) holds only the stored form.
+    pub fn body(&self, partition: u16, id: &uuid::Uuid) -> String {
+        self.key(partition, &format!("body:{id}"))
     }
 
     pub fn dead_letters(&self, partition: u16) -> String {

@@ -12,6 +12,7 @@
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
 //! - [`delivery`]: delivery status events, their decoding beside decisions, and the message
 //!   state that `delivery.lua` changes atomically with the stream.
+//! - [`privacy`]: `SMSGATE_STORE_MESSAGE`, the form a body is kept in, and redaction.
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
@@ -27,6 +28,7 @@ pub mod json;
 pub mod layout;
 pub mod model;
 pub mod policy;
+pub mod privacy;
 pub mod rules;
 
 pub use event::{Event, Outcome};
@@ -35,4 +37,5 @@ pub use gate::{
 };
 pub use layout::Layout;
 pub use policy::{Policy, Window};
+pub use privacy::{StoreMessage, StoredForm};
 pub use rules::{BlockReason, Destination, Mode, Rule, Ruleset};

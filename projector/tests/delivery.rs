@@ -36,10 +36,12 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
             to: to.clone(),
             from: None,
             message: "hi".into(),
+            stored: None,
             status_callback: None,
         };
         let admission = Admission {
             message: &message,
+            body: &message.message,
             provider: "log",
             deadline_us: now_us() + 60_000_000,
             due_ms: now_us() / 1000,

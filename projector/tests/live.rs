@@ -323,10 +323,12 @@ async fn delivery_status_changes_reach_sse_clients_as_status_events_in_the_callb
         to: to.into(),
         from: None,
         message: "code 1234".into(),
+        stored: None,
         status_callback: None,
     };
     let admission = Admission {
         message: &message,
+        body: &message.message,
         provider: "twilio",
         deadline_us: now_us() + 60_000_000,
         due_ms: now_us() / 1000,

@@ -263,7 +263,9 @@ async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
     let settings = &ctx.settings;
     ingest::telemetry::register(&rules);
     tracing::info!(policy = %rules, "policy in force");
-    let limiter = RateLimiter::with_rules(rules, settings.layout());
+    let privacy = (settings.store_message, settings.body_ttl());
+    let limiter =
+        RateLimiter::with_rules(rules, settings.layout()).with_privacy(privacy.0, privacy.1);
     if let Err(e) = limiter.load(ctx.redis.next()).await {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");
     }
@@ -272,7 +274,7 @@ async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
         let (limiter, layout, shutdown) =
             (limiter.clone(), settings.layout(), ctx.shutdown.clone());
         ctx.tasks
-            .spawn(reload_on_sighup(path, limiter, layout, shutdown));
+            .spawn(reload_on_sighup(path, limiter, layout, privacy, shutdown));
     }
     ingest::router(IngestState {
         limiter,
@@ -290,6 +292,7 @@ async fn reload_on_sighup(
     path: std::path::PathBuf,
     limiter: Arc<ArcSwap<RateLimiter>>,
     layout: limiter::Layout,
+    privacy: (limiter::StoreMessage, std::time::Duration),
     shutdown: CancellationToken,
 ) {
     #[cfg(unix)]
@@ -308,7 +311,9 @@ async fn reload_on_sighup(
                 Ok(rules) => {
                     ingest::telemetry::register(&rules);
                     tracing::info!(policy = %rules, file = %path.display(), "SIGHUP: policy reloaded");
-                    limiter.store(Arc::new(RateLimiter::with_rules(rules, layout.clone())));
+                    let reloaded = RateLimiter::with_rules(rules, layout.clone())
+                        .with_privacy(privacy.0, privacy.1);
+                    limiter.store(Arc::new(reloaded));
                 }
                 Err(e) => tracing::warn!(
                     error = %format!("{e:#}"),
@@ -319,7 +324,7 @@ async fn reload_on_sighup(
     }
     #[cfg(not(unix))]
     {
-        let _ = (path, limiter, layout);
+        let _ = (path, limiter, layout, privacy);
         shutdown.cancelled().await;
     }
 }

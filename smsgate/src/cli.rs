@@ -117,6 +117,28 @@ pub struct Settings {
     pub dashboard_dir: PathBuf,
     #[command(flatten)]
     pub delivery: DeliverySettings,
+    /// How SMS bodies are kept on the stream, in the live lists and in the archive: `full`,
+    /// `redacted` (runs of 4+ digits as `•`) or `none`. Refused requests never keep more than
+    /// a redacted preview; the body to deliver reaches the dispatcher in full either way.
+    #[arg(long, env = "SMSGATE_STORE_MESSAGE", default_value = "redacted")]
+    pub store_message: limiter::StoreMessage,
+    /// How long the archive keeps each kind of event, e.g.
+    /// `accepted=30d,rejected=90d,blocked=90d,delivery=30d` (`forever` keeps a kind); expiry
+    /// drops whole day partitions.
+    #[arg(
+        long,
+        env = "SMSGATE_RETENTION",
+        default_value = "accepted=30d,rejected=90d,blocked=90d,delivery=30d"
+    )]
+    pub retention: archiver::Retention,
+}
+
+impl Settings {
+    /// How long an accepted body waits in Redis for the dispatcher: the delivery TTL and ten
+    /// minutes more (a message not handed over within the TTL expires without its body).
+    pub fn body_ttl(&self) -> Duration {
+        self.delivery.delivery_ttl + Duration::from_secs(600)
+    }
 }
 
 /// Which provider delivers, how fast, for how long, and where status changes are reported.

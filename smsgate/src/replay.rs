@@ -12,6 +12,7 @@ use anyhow::Context;
 use archiver::audit::{Auditor, WhatIf};
 use archiver::json::{event_json, table_header, table_line};
 use archiver::replay::{Filter, Replay, ReplayOptions};
+use archiver::{Kind, RetainedFrom};
 use clap::{Args, ValueEnum};
 use fred::clients::Pool;
 use limiter::{Outcome, Ruleset};
@@ -143,6 +144,24 @@ pub async fn replay(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()
         }),
         ..filter(&args.range)
     };
+    // Said before the first event (on stderr, so JSON lines stay clean): what retention has
+    // dropped of the asked range is missing from what follows.
+    let kinds = match filter.outcome {
+        Some(Outcome::Accepted) => vec![Kind::Accepted],
+        Some(Outcome::Rejected) => vec![Kind::Rejected],
+        Some(Outcome::Blocked) => vec![Kind::Blocked],
+        None => vec![Kind::Accepted, Kind::Rejected, Kind::Blocked],
+    };
+    let retained = RetainedFrom::load(&pg)
+        .await
+        .context("reading what retention dropped")?;
+    let gaps = retained.gaps(&kinds, filter.since_us);
+    if !gaps.is_empty() {
+        eprintln!(
+            "notice: the archive no longer holds {} (dropped by SMSGATE_RETENTION); replaying what is held",
+            RetainedFrom::describe(&gaps)
+        );
+    }
     let mut reader = Replay::new(
         redis,
         pg,
@@ -208,7 +227,16 @@ pub async fn audit(settings: &Settings, args: &AuditArgs) -> anyhow::Result<bool
             .as_ref()
             .map_or(configured, |p| p.longest().max(configured))
     });
-    let since = args.range.since;
+    // The audit is exact only where a decision's whole quota history is held: from the first
+    // instant of accepted history retention kept, plus the longest window.
+    let retained = RetainedFrom::load(&pg)
+        .await
+        .context("reading what retention dropped")?;
+    let gaps = retained.gaps(
+        &[Kind::Accepted, Kind::Rejected, Kind::Blocked],
+        args.range.since,
+    );
+    let since = retained.judged_from(args.range.since, lookback);
     let mut filter = filter(&args.range);
     filter.since_us =
         since.map(|s| s.saturating_sub(i64::try_from(lookback.as_micros()).unwrap_or(i64::MAX)));
@@ -235,6 +263,21 @@ pub async fn audit(settings: &Settings, args: &AuditArgs) -> anyhow::Result<bool
     }
     let summary = auditor.finish();
     writeln!(out, "audit: {summary}")?;
+    if !gaps.is_empty() {
+        writeln!(
+            out,
+            "not held: {} (dropped by SMSGATE_RETENTION)",
+            RetainedFrom::describe(&gaps)
+        )?;
+    }
+    if let Some(from) = since.filter(|s| Some(*s) != args.range.since) {
+        writeln!(
+            out,
+            "judged from {} on: the first instant whose {} of accepted history the archive still holds",
+            limiter::json::rfc3339_micros(from),
+            humanize(lookback)
+        )?;
+    }
     if since.is_some() {
         writeln!(
             out,

@@ -308,3 +308,58 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
     }
     pg.close().await;
 }
+
+#[tokio::test]
+async fn after_retention_drops_old_days_replay_and_audit_name_the_range_no_longer_held() {
+    let env = Env::new(1).await;
+    decide(&env, 60).await;
+    env.archive_once(&[]);
+    let pg = env.pg().await;
+    // An accepted request archived forty days ago, in its own day partition.
+    sqlx::query("SELECT sms_archive_ensure_day('accepted', (now() - interval '40 days')::date)")
+        .execute(&pg)
+        .await
+        .unwrap();
+    sqlx::query(
+        r#"INSERT INTO sms_events
+            (id, stream_id, partition, at, at_us, ip, "to", message, segments, outcome,
+             retry_after, policy)
+        SELECT gen_random_uuid(), '1-0', 0, t, (extract(epoch FROM t) * 1000000)::bigint,
+               '198.51.100.9', '+14155550999', 'old', 1, 'accepted', 0, '3/1m'
+        FROM (SELECT date_trunc('second', now() - interval '40 days') AS t) AS s"#,
+    )
+    .execute(&pg)
+    .await
+    .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sms_events")
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 61);
+
+    // `archiver --once` runs the retention step too: the old day goes, today's stay.
+    env.archive_once(&[("SMSGATE_RETENTION", "accepted=30d")]);
+    assert_eq!(count().await, 60);
+
+    let db = env.database_url.clone();
+    let replay = run(&env, &["replay"], &db);
+    assert!(replay.status.success(), "{replay:?}");
+    assert_eq!(stdout(&replay).lines().count(), 60);
+    let notice = String::from_utf8_lossy(&replay.stderr);
+    assert!(
+        notice.contains("notice: the archive no longer holds accepted before"),
+        "{notice}"
+    );
+    // Asked only from a time the archive fully holds, there is nothing to say.
+    let recent = run(&env, &["replay", "--since", "1h"], &db);
+    assert!(!String::from_utf8_lossy(&recent.stderr).contains("no longer holds"));
+
+    let audit = run(&env, &["audit"], &db);
+    let report = stdout(&audit);
+    assert_eq!(audit.status.code(), Some(0), "{report}");
+    assert!(report.contains("60 events checked"), "{report}");
+    assert!(report.contains("not held: accepted before"), "{report}");
+    assert!(report.contains("judged from"), "{report}");
+}

@@ -34,6 +34,12 @@ export type Problem = Schemas['Problem'];
 /** The 429 of `POST /api/sms`: a problem with the decision beside the standard members. */
 export type RateLimitedProblem = Schemas['RateLimited'];
 export type ViolatedWindow = Schemas['ViolatedWindow'];
+/** How an event keeps the SMS body; absent on events recorded before smsgate said (full). */
+export type MessageStored = Schemas['MessageStored'];
+/** What the archive keeps apart (`SMSGATE_RETENTION`); `delivery` is the status changes. */
+export type RetentionKind = Schemas['RetentionKind'];
+/** A range an answer reaches into that retention dropped: `kind` before `before`. */
+export type NotHeld = Schemas['NotHeld'];
 
 /** Where a message is on its way to the phone (DESIGN.md, "Delivery"). */
 export type DeliveryStatus = Schemas['DeliveryStatus'];

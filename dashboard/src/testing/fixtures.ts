@@ -73,6 +73,8 @@ export function makeHistory(overrides: Partial<History> = {}): History {
       { start: '2026-11-28T05:00:00Z', accepted: 120, rejected: 4 },
       { start: '2026-11-28T06:00:00Z', accepted: 98, rejected: 11 },
     ],
+    retained_from: {},
+    not_held: [],
     ...overrides,
   };
 }

@@ -143,12 +143,17 @@ pub fn rfc3339_micros(at_us: i64) -> String {
 }
 
 pub fn event_json(id: StreamId, e: &Event) -> Value {
-    json!({
+    let mut json = json!({
         "id": e.id.to_string(), "stream_id": id.to_string(), "at": rfc3339_micros(e.at_us),
         "ip": e.ip.to_string(), "to": e.to, "from": e.from, "message": e.message,
         "segments": e.segments, "outcome": e.outcome.as_str(), "violated": e.violated,
         "retry_after": e.retry_after,
-    })
+    });
+    // The form the message is kept in travels with it (SMSGATE_STORE_MESSAGE).
+    if let Some(stored) = e.stored {
+        json["message_stored"] = stored.as_str().into();
+    }
+    json
 }
 
 /// The projections, computed plainly from the decided events.

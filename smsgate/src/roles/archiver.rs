@@ -3,7 +3,8 @@
 //! In `serve` and `archiver` it runs `Archiver::run_until_stopped` in the background; the
 //! database is created and migrated in the background too, so a Postgres that is down at start
 //! delays the archive (events wait in Redis) but never the other roles. `archiver --once`
-//! drains everything there is and exits, non-zero if it could not.
+//! drains everything there is and runs the retention step (`SMSGATE_RETENTION`: partitions
+//! ahead created, those past retention dropped), then exits, non-zero if it could not.
 //!
 //! Two environment variables exist for operations and tests rather than everyday use:
 //! - `SMSGATE_ARCHIVE_CLAIM_IDLE` (default `60s`): how long an entry must sit pending on
@@ -24,6 +25,7 @@ fn config(settings: &Settings, consumer: &str) -> anyhow::Result<ArchiverConfig>
     let mut config = ArchiverConfig {
         interval: settings.archive_interval,
         consumer: consumer.to_owned(),
+        retention: settings.retention.clone(),
         ..ArchiverConfig::default()
     };
     if let Ok(text) = std::env::var("SMSGATE_ARCHIVE_CLAIM_IDLE") {
@@ -119,6 +121,17 @@ pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
     let report = worker.drain().await.context("archiving");
     release_consumer_name(&redis, &name).await;
     let report = report?;
+    let maintenance = worker
+        .maintain(chrono::Utc::now())
+        .await
+        .context("the retention step")?;
+    if !maintenance.dropped.is_empty() {
+        println!(
+            "retention ({}): dropped {}",
+            settings.retention,
+            maintenance.dropped.join(", ")
+        );
+    }
     tracing::info!(?report, "archive drained");
     println!(
         "archived {} new events from {} entries in {} batches ({} dead-lettered)",

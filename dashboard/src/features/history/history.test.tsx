@@ -50,6 +50,24 @@ describe('History', () => {
     expect(last.get('until')).toBe('2026-11-28T00:00:00.000Z');
   });
 
+  it('says which days retention no longer holds instead of showing them as quiet', async () => {
+    server.use(
+      http.get('/api/history', () =>
+        HttpResponse.json(
+          makeHistory({
+            retained_from: { accepted: '2026-11-02T00:00:00Z' },
+            not_held: [{ kind: 'accepted', before: '2026-11-02T00:00:00Z' }],
+          }),
+        ),
+      ),
+    );
+    renderApp('/history');
+
+    const note = await screen.findByRole('note');
+    expect(note).toHaveTextContent('No longer held: accepted before 2026-11-02.');
+    expect(note).toHaveTextContent('refused requests only a short preview');
+  });
+
   it('lists the full event history of one number', async () => {
     let query: URLSearchParams | undefined;
     const events = [

@@ -5,9 +5,35 @@ import { ErrorAlert } from '@/components/error-alert';
 import { Panel } from '@/components/panel';
 import { useHistory } from '@/features/history/api/get-history';
 import { dateInputToIso, formatBucketStart, formatCount, toDateInputValue } from '@/lib/format';
-import type { HistoryBucketSize } from '@/lib/types';
+import type { HistoryBucketSize, NotHeld } from '@/lib/types';
 
 const DAY_MS = 86_400_000;
+
+/**
+ * What the archive keeps, and what of the range shown it no longer holds: old days are dropped
+ * per kind (`SMSGATE_RETENTION`), so a short bar may be a dropped day, not a quiet one.
+ */
+function Retention({ notHeld }: { notHeld: NotHeld[] }) {
+  return (
+    <p className="muted" role="note">
+      Kept: message bodies in the stored form (by default digits runs of 4+ as •; refused requests only a short
+      preview); each kind for its retention.
+      {notHeld.length > 0 && (
+        <>
+          {' '}
+          No longer held:{' '}
+          {notHeld.map((n, i) => (
+            <span key={n.kind}>
+              {i > 0 && ', '}
+              {n.kind} before <time dateTime={n.before}>{formatBucketStart(n.before, 'day')}</time>
+            </span>
+          ))}
+          .
+        </>
+      )}
+    </p>
+  );
+}
 
 /** Accepted and rejected volumes per hour or per day from the Postgres archive. */
 export function Volumes() {
@@ -78,6 +104,7 @@ export function Volumes() {
       )}
       {history.data && (
         <>
+          <Retention notHeld={history.data.not_held ?? []} />
           <p className="muted" role="status">
             {formatCount(sum.accepted)} accepted, {formatCount(sum.rejected)} rejected in {buckets.length}{' '}
             {shownBucket === 'day' ? 'days' : 'hours'}.
