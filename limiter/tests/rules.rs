@@ -40,7 +40,7 @@ fn assert_events_match_model(ruleset: &Ruleset, mut events: Vec<(String, Event)>
     let mut model = RulesModel::new(ruleset.clone());
     let mut rejected = 0;
     for (id, event) in &events {
-        let expected = model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us);
+        let expected = model.decide_event(event);
         assert_eq!(
             event.outcome, expected.outcome,
             "outcome of {id} ({event:?})"

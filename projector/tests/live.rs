@@ -323,7 +323,9 @@ async fn delivery_status_changes_reach_sse_clients_as_status_events_in_the_callb
         to: to.into(),
         from: None,
         message: "code 1234".into(),
+        segments: 1,
         status_callback: None,
+        api_client: None,
     };
     let admission = Admission {
         message: &message,

@@ -59,6 +59,13 @@ pub enum Command {
     },
     /// Load generator: drives the API (or the script straight at Redis) and prints figures.
     Bench(crate::bench::BenchArgs),
+    /// Print the auth token of an API client (an account SID of SMSGATE_API_CLIENTS, `AC…` or
+    /// `AC…/<generation>`), derived from SMSGATE_API_SECRET, to hand to its application.
+    ApiToken {
+        #[arg(long, env = "SMSGATE_API_SECRET", hide_env_values = true, value_parser = parse_secret)]
+        api_secret: SecretString,
+        account_sid: String,
+    },
 }
 
 /// Settings shared by every role.
@@ -111,6 +118,13 @@ pub struct Settings {
     pub dashboard_dir: PathBuf,
     #[command(flatten)]
     pub delivery: DeliverySettings,
+    /// Account SIDs of the Twilio-compatible API's clients (`AC` + 32 hex, `/<n>` for the
+    /// n-th token generation), comma separated. Their tokens derive from SMSGATE_API_SECRET.
+    #[arg(long, env = "SMSGATE_API_CLIENTS", default_value = "")]
+    pub api_clients: String,
+    /// Derives every API client's auth token (at least 16 characters); see `smsgate api-token`.
+    #[arg(long, env = "SMSGATE_API_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub api_secret: Option<SecretString>,
 }
 
 /// Which provider delivers, how fast, for how long, and where status changes are reported.
@@ -216,6 +230,12 @@ impl Settings {
             None => Ok(Ruleset::seed(self.limits.clone())),
             Some(path) => load_rules(path),
         }
+    }
+
+    /// The Twilio-compatible API's clients; a list without a good secret is refused at start.
+    pub fn api_clients(&self) -> anyhow::Result<ingest::ApiClients> {
+        ingest::ApiClients::parse(&self.api_clients, self.api_secret.as_ref())
+            .context("SMSGATE_API_CLIENTS")
     }
 
     /// Settings with every default, as if no flag or variable were given (tests start here).
