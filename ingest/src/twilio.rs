@@ -201,7 +201,7 @@ impl MessageResource {
                 .rev()
                 .find(|h| status.is_none_or(|s| h.status == s))
                 .and_then(|h| DateTime::parse_from_rfc3339(&h.at).ok())
-                .map(|t| t.with_timezone(&Utc).to_rfc2822())
+                .map(|t| twilio_date(&t.with_timezone(&Utc)))
         };
         resource.body = state.body.clone().unwrap_or_default();
         resource.date_created = rfc2822(state.queued_at_us);
@@ -220,9 +220,13 @@ impl MessageResource {
     }
 }
 
-/// Twilio's dates: RFC 2822 in GMT, `Wed, 02 Dec 2026 04:54:35 +0000`.
+/// Twilio's dates: RFC 2822 in GMT with a two-digit day, `Wed, 02 Dec 2026 04:54:35 +0000`.
+fn twilio_date(at: &DateTime<Utc>) -> String {
+    at.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
 fn rfc2822(at_us: i64) -> Option<String> {
-    DateTime::<Utc>::from_timestamp_micros(at_us).map(|t| t.to_rfc2822())
+    DateTime::<Utc>::from_timestamp_micros(at_us).map(|t| twilio_date(&t))
 }
 
 /// The parameters of a create request that smsgate reads; Twilio's others are accepted and
@@ -586,7 +590,7 @@ mod tests {
     fn dates_are_rfc_2822_in_gmt() {
         assert_eq!(
             rfc2822(1_764_651_275_000_000).as_deref(),
-            Some("Tue, 2 Dec 2025 04:54:35 +0000")
+            Some("Tue, 02 Dec 2025 04:54:35 +0000")
         );
     }
 
