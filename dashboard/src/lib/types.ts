@@ -29,6 +29,10 @@ export interface SmsEvent {
   country?: string;
   /** The policy text in force when it was decided (README, "Policy"), when the API includes it. */
   policy?: string;
+  /** The API client (account SID) of a request through the Twilio-compatible API. */
+  api_client?: string;
+  /** True when `ip` is the API client's own address: it named no end user's IP. */
+  ip_unattributed?: boolean;
 }
 
 export interface OutcomeCounts {
