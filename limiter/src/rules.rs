@@ -1,7 +1,9 @@
 //! The policy as rules (DESIGN.md, "Policy beyond the seed's rule"): each rule counts accepted
 //! requests per value of its key (the client IP network, the number, its country, a number
-//! prefix) over its own rolling windows, and a request is accepted only if every enforced rule
-//! allows it. `[destinations]` and `[clients]` refuse some requests outright (`blocked`).
+//! prefix, the API client) over its own rolling windows, and a request is accepted only if every
+//! enforced rule that applies to it allows it (a rule applies when the request has every
+//! dimension of its key: [`Rule::applies_to`]). `[destinations]` and `[clients]` refuse some
+//! requests outright (`blocked`).
 //!
 //! A `Ruleset` comes from a TOML file (`SMSGATE_POLICY`) or, without one, from `SMSGATE_LIMITS`
 //! as the seed's single rule `client` keyed on (ip, to). Its compact text (`Display`) is what
