@@ -41,6 +41,35 @@ ensure_prism() {
   [ -f "$SMSGATE_TWILIO_SPEC" ] || { echo "Twilio's OpenAPI document is not at $SMSGATE_TWILIO_SPEC" >&2; return 1; }
 }
 
+# ensure_twilio_sdks: the official Twilio SDKs, `twilio` from PyPI (in a venv) and from npm (under
+# an npm prefix), which smsgate/tests/twilio_compat.rs drives against smsgate's
+# Twilio-compatible API. Installed under .local/ once, at pinned versions.
+TWILIO_PYTHON_VERSION=9.13.0
+TWILIO_NODE_VERSION=6.3.1
+ensure_twilio_sdks() {
+  local py="$SMSGATE_STATE/twilio-python" node="$SMSGATE_STATE/twilio-node"
+  if ! "$py/bin/python" -c "import twilio, sys; sys.exit(twilio.__version__ != '$TWILIO_PYTHON_VERSION')" 2>/dev/null; then
+    ensure_command python3 python3
+    if ! python3 -m venv "$py" 2>/dev/null; then
+      # Debian's python3 leaves venv (ensurepip) to a package of its own.
+      say "installing python3-venv (for the Python SDK's venv)"
+      [ -n "$_apt_updated" ] || { as_root apt-get update -qq; _apt_updated=1; }
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      python3 -m venv "$py"
+    fi
+    say "installing twilio $TWILIO_PYTHON_VERSION from PyPI (the Python SDK the Twilio-compatible API is tested with)"
+    "$py/bin/pip" install --quiet --disable-pip-version-check "twilio==$TWILIO_PYTHON_VERSION"
+  fi
+  if [ ! -f "$node/node_modules/twilio/package.json" ] \
+      || ! grep -q "\"version\": \"$TWILIO_NODE_VERSION\"" "$node/node_modules/twilio/package.json"; then
+    ensure_command npm npm
+    say "installing twilio@$TWILIO_NODE_VERSION from npm (the Node SDK the Twilio-compatible API is tested with)"
+    npm install --prefix "$node" --no-audit --no-fund --loglevel=error "twilio@$TWILIO_NODE_VERSION" >/dev/null
+  fi
+  export SMSGATE_TWILIO_PYTHON="$py/bin/python"
+  export SMSGATE_TWILIO_NODE_PATH="$node/node_modules"
+}
+
 free_port() {
   local port
   for _ in $(seq 1 50); do

@@ -232,7 +232,7 @@ impl Auditor {
                 && event.outcome == Outcome::Accepted
             {
                 // Counted by every rule that had room, as the script counted it.
-                model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us);
+                model.decide_event(event);
             }
             return None;
         }
@@ -302,7 +302,7 @@ impl Auditor {
 }
 
 fn judge(model: &mut RulesModel, event: &Event) -> RulesDecision {
-    model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us)
+    model.decide_event(event)
 }
 
 fn verdict(d: RulesDecision) -> Verdict {

@@ -179,6 +179,8 @@ fn synthetic(i: usize, now_us: i64) -> Event {
         reason: None,
         country: None,
         client: None,
+        api_client: None,
+        ip_unattributed: false,
     }
 }
 

@@ -460,7 +460,7 @@ struct ArchiveQuery {
 /// The columns every archive read decodes, in [`decode_row`]'s order.
 pub(crate) const EVENT_COLUMNS: &str = r#"stream_id, id, at_us, ip, "to", "from", message, segments, outcome, violated, retry_after, policy,
        at = timestamptz 'epoch' + at_us * interval '1 microsecond' AS at_matches, partition,
-       shadow_violated, reason, country, client, message_stored"#;
+       shadow_violated, reason, country, client, message_stored, api_client, ip_unattributed"#;
 
 const STREAM_MS: &str = "split_part(stream_id, '-', 1)::bigint";
 const STREAM_SEQ: &str = "split_part(stream_id, '-', 2)::bigint";
@@ -564,6 +564,8 @@ pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, Archiv
         reason: row.try_get(15)?,
         country: row.try_get(16)?,
         client: row.try_get(17)?,
+        api_client: row.try_get(19)?,
+        ip_unattributed: row.try_get(20)?,
     };
     Ok(Replayed {
         partition: u16::try_from(row.try_get::<i16, _>(13)?).map_err(|_| bad("partition"))?,

@@ -80,16 +80,19 @@ pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverErr
 const INSERT: &str = r#"
 INSERT INTO sms_events
     (id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-     violated, retry_after, policy, shadow_violated, reason, country, client, message_stored)
+     violated, retry_after, policy, shadow_violated, reason, country, client, message_stored,
+     api_client, ip_unattributed)
 SELECT id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
        string_to_array(violated, ','), retry_after, policy,
-       string_to_array(shadow_violated, ','), reason, country, client, message_stored
+       string_to_array(shadow_violated, ','), reason, country, client, message_stored,
+       api_client, ip_unattributed
 FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::int8[], $6::inet[],
             $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
             $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
-            $19::text[])
+            $19::text[], $20::text[], $21::bool[])
     AS t(id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,
-         violated, retry_after, policy, shadow_violated, reason, country, client, message_stored)
+         violated, retry_after, policy, shadow_violated, reason, country, client, message_stored,
+         api_client, ip_unattributed)
 -- The partition keys are part of the key (see migration 0015); a redelivered entry has the same
 -- id, outcome and decision time, so this skips exactly the rows already archived.
 ON CONFLICT (id, outcome, at) DO NOTHING
@@ -243,6 +246,12 @@ pub async fn insert_rows(
         )
         .bind(rows.iter().map(|r| r.client.as_deref()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.stored).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.api_client.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.ip_unattributed).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -56,6 +56,8 @@ fn hundred_days(now: DateTime<Utc>) -> (Vec<Event>, Vec<StatusEvent>) {
             reason: blocked.then(|| "number-type".into()),
             country: None,
             client: None,
+            api_client: None,
+            ip_unattributed: false,
         };
         if event.outcome == Outcome::Accepted {
             let mut status =

@@ -1,23 +1,39 @@
 //! The client's `status_callback`: every status change POSTed as JSON, signed
 //! (`Smsgate-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`), retried with backoff for up
-//! to a day. Targets are checked after resolution: private, loopback, link-local and other
+//! to a day. An API client's `StatusCallback` (the Twilio-compatible API) gets Twilio's own
+//! callback instead: form-encoded `MessageSid`, `MessageStatus`, `ErrorCode`…, signed with
+//! `X-Twilio-Signature` under that client's auth token, so its existing webhook handler and
+//! the SDK's `RequestValidator` accept it unchanged. Targets are checked after resolution: private, loopback, link-local and other
 //! non-public addresses are refused unless inside `SMSGATE_CALLBACK_ALLOW`, and the request
 //! goes to the address that was checked, so a DNS answer cannot change between check and use.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use ipnet::IpNet;
-use limiter::delivery::PendingCallback;
+use limiter::delivery::{DeliveryStatus, PendingCallback};
+use limiter::twilio::{CallbackTarget, TwilioCallback};
 use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use uuid::Uuid;
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "Smsgate-Signature";
+/// The header of Twilio's own signature, on callbacks to API clients.
+pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
 #[derive(Clone, Debug)]
 pub struct CallbackConfig {
-    pub secret: String,
+    /// Signs smsgate's JSON callbacks (`SMSGATE_CALLBACK_SECRET`); without it none is sent
+    /// (ingest refuses a `status_callback` then).
+    pub secret: Option<String>,
+    /// Each API client's auth token by account SID: what its Twilio-format callbacks are
+    /// signed with.
+    pub api_tokens: Arc<HashMap<String, SecretString>>,
     /// CIDRs a callback may reach even though they are not public (tests, an internal service).
     pub allow: Vec<IpNet>,
     pub timeout: Duration,
@@ -123,9 +139,44 @@ impl CallbackSender {
         chosen.ok_or_else(|| format!("{host} has no address"))
     }
 
-    /// POSTs one pending callback, signed, to the checked address.
+    /// POSTs one pending callback, signed, to the checked address: smsgate's JSON, or Twilio's
+    /// form for an API client's.
     pub async fn post(&self, callback: &PendingCallback, unix: i64) -> Sent {
-        let url = match Url::parse(&callback.url) {
+        let (content_type, body, signature) = match &callback.target {
+            CallbackTarget::Smsgate { .. } => {
+                let Some(secret) = &self.config.secret else {
+                    return Sent::Refused("no SMSGATE_CALLBACK_SECRET to sign it with".into());
+                };
+                (
+                    "application/json",
+                    callback.body.clone(),
+                    (SIGNATURE_HEADER, sign(secret, unix, &callback.body)),
+                )
+            }
+            CallbackTarget::Twilio(twilio) => {
+                let Some(token) = self.config.api_tokens.get(&twilio.account_sid) else {
+                    return Sent::Refused(format!(
+                        "API client {} is no longer configured",
+                        twilio.account_sid
+                    ));
+                };
+                let params = match twilio_params(twilio, &callback.body) {
+                    Ok(params) => params,
+                    Err(reason) => return Sent::Refused(reason),
+                };
+                let signature =
+                    crate::twilio::signature(token.expose_secret(), &twilio.url, &params);
+                let Ok(body) = serde_urlencoded::to_string(&params) else {
+                    return Sent::Refused("the callback cannot be form-encoded".into());
+                };
+                (
+                    "application/x-www-form-urlencoded",
+                    body,
+                    (TWILIO_SIGNATURE_HEADER, signature),
+                )
+            }
+        };
+        let url = match Url::parse(callback.target.url()) {
             Ok(url) => url,
             Err(e) => return Sent::Refused(format!("not a URL: {e}")),
         };
@@ -145,12 +196,11 @@ impl CallbackSender {
             Ok(client) => client,
             Err(e) => return Sent::Failed(e.to_string()),
         };
-        let signature = sign(&self.config.secret, unix, &callback.body);
         let result = client
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(callback.body.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(signature.0, signature.1)
+            .body(body)
             .send()
             .await;
         match result {
@@ -159,6 +209,44 @@ impl CallbackSender {
             Err(e) => Sent::Failed(e.to_string()),
         }
     }
+}
+
+/// The part of smsgate's callback JSON that Twilio's callback carries.
+#[derive(Deserialize)]
+struct ChangeView {
+    id: Uuid,
+    to: String,
+    status: DeliveryStatus,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// Twilio's status callback parameters for one change, as Twilio sends them (`SmsSid` and
+/// `SmsStatus` too, which older handlers read).
+pub fn twilio_params(
+    target: &TwilioCallback,
+    change_json: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let change: ChangeView = serde_json::from_str(change_json)
+        .map_err(|e| format!("the status change does not parse: {e}"))?;
+    let sid = limiter::twilio::message_sid(&change.id);
+    let status = limiter::twilio::message_status(change.status);
+    let mut params = vec![
+        ("AccountSid".to_owned(), target.account_sid.clone()),
+        ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+        ("MessageSid".to_owned(), sid.clone()),
+        ("MessageStatus".to_owned(), status.to_owned()),
+        ("SmsSid".to_owned(), sid),
+        ("SmsStatus".to_owned(), status.to_owned()),
+        ("To".to_owned(), change.to),
+    ];
+    if let Some(from) = &target.from {
+        params.push(("From".to_owned(), from.clone()));
+    }
+    if let Some(code) = limiter::twilio::error_code(change.status, change.detail.as_deref()) {
+        params.push(("ErrorCode".to_owned(), code.to_string()));
+    }
+    Ok(params)
 }
 
 /// When a failed callback is tried again: as long again as it has been failing (so 1 s, 2 s,
@@ -209,7 +297,8 @@ mod tests {
     #[tokio::test]
     async fn private_targets_are_refused_unless_allowed() {
         let config = CallbackConfig {
-            secret: "s".into(),
+            secret: Some("s".into()),
+            api_tokens: Arc::default(),
             allow: vec![],
             timeout: Duration::from_secs(1),
             max_age: Duration::from_secs(86_400),
@@ -231,6 +320,32 @@ mod tests {
         });
         let url = Url::parse("http://localhost:9/cb").unwrap();
         assert_eq!(allowing.target(&url).await.unwrap().port(), 9);
+    }
+
+    #[test]
+    fn twilio_callbacks_carry_twilios_parameters() {
+        let id = Uuid::now_v7();
+        let target = TwilioCallback {
+            url: "https://app.example.com/status".into(),
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            from: Some("+14155550100".into()),
+        };
+        let json = serde_json::json!({
+            "id": id, "to": "+14155550123", "status": "undelivered", "at": "",
+            "provider": "twilio", "provider_id": null, "attempt": 1,
+            "detail": "Twilio error 30003"
+        })
+        .to_string();
+        let params = twilio_params(&target, &json).unwrap();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("MessageSid"),
+            Some(limiter::twilio::message_sid(&id).as_str())
+        );
+        assert_eq!(get("MessageStatus"), Some("undelivered"));
+        assert_eq!(get("ErrorCode"), Some("30003"));
+        assert_eq!(get("From"), Some("+14155550100"));
+        assert_eq!(get("AccountSid"), Some(target.account_sid.as_str()));
     }
 
     #[test]

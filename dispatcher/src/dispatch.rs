@@ -476,21 +476,21 @@ impl Dispatcher {
                     }
                     Sent::Refused(reason) => {
                         metrics::counter!(CALLBACKS, "result" => "refused").increment(1);
-                        tracing::warn!(url = %cb.url, %reason, "status callback refused");
+                        tracing::warn!(url = %cb.target.url(), %reason, "status callback refused");
                         self.store.callback_done(redis, partition, &cb.id).await?;
                     }
                     Sent::Failed(reason) => {
                         match next_try(cb.first_ms, now_ms(), sender.config().max_age) {
                             Some(due) => {
                                 metrics::counter!(CALLBACKS, "result" => "failed").increment(1);
-                                tracing::debug!(url = %cb.url, %reason, "status callback failed");
+                                tracing::debug!(url = %cb.target.url(), %reason, "status callback failed");
                                 self.store
                                     .callback_retry(redis, partition, &cb.id, due)
                                     .await?;
                             }
                             None => {
                                 metrics::counter!(CALLBACKS, "result" => "expired").increment(1);
-                                tracing::warn!(url = %cb.url, %reason, "status callback given up");
+                                tracing::warn!(url = %cb.target.url(), %reason, "status callback given up");
                                 self.store.callback_done(redis, partition, &cb.id).await?;
                             }
                         }

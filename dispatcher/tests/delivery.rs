@@ -31,7 +31,8 @@ fn outbox() -> std::path::PathBuf {
 
 fn callbacks(allow: &[&str]) -> CallbackSender {
     CallbackSender::new(CallbackConfig {
-        secret: SECRET.into(),
+        secret: Some(SECRET.into()),
+        api_tokens: Default::default(),
         allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
         timeout: Duration::from_secs(2),
         max_age: Duration::from_secs(86_400),

@@ -138,6 +138,8 @@ mod tests {
             reason: None,
             country: None,
             client: None,
+            api_client: None,
+            ip_unattributed: false,
         };
         let bytes = codec::encode(&event);
         let Decoded::Event(entry) = Decoded::new(3, raw(Some(&[("e", &bytes)])), 2) else {

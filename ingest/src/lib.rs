@@ -1,4 +1,5 @@
-//! smsgate's public HTTP API: `POST /api/sms`.
+//! smsgate's public HTTP API: `POST /api/sms`, and the same requests through Twilio's Messages
+//! API for applications that use a Twilio SDK.
 //!
 //! Ingest validates a request, works out who the client is, asks the limiter for a decision
 //! and maps that `Decision` to HTTP: 202 with the remaining quota, or 429 with an exact
@@ -13,8 +14,11 @@
 //! - [`problem`]: the workspace's one HTTP error (crate `problem`), re-exported for the handlers.
 //! - [`rate_headers`]: `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
 //! - [`sms`]: the `POST /api/sms` handler.
+//! - [`api_clients`]: API clients (account SID + derived auth token) and their basic auth.
+//! - [`twilio`]: the Twilio-compatible `Messages.json` routes, Twilio's resource and errors.
 //! - [`telemetry`]: metric names and the HTTP latency middleware.
 
+pub mod api_clients;
 pub mod callback;
 pub mod client_ip;
 pub mod message;
@@ -26,15 +30,17 @@ pub mod problem {
 pub mod rate_headers;
 pub mod sms;
 pub mod telemetry;
+pub mod twilio;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use fred::clients::Pool;
 use limiter::RateLimiter;
 
+pub use api_clients::ApiClients;
 pub use client_ip::TrustedProxies;
 pub use phone::TestNumbers;
 pub use problem::ApiError;
@@ -51,6 +57,8 @@ pub struct IngestState {
     /// Whether a `status_callback` may be given: only when callbacks can be signed
     /// (`SMSGATE_CALLBACK_SECRET` is set); otherwise one is a 422.
     pub status_callbacks: bool,
+    /// Who may use the Twilio-compatible API; none when empty (every request is a 401).
+    pub api_clients: Arc<ApiClients>,
 }
 
 /// The OpenAPI description of the public API, generated from the handler and its types.
@@ -63,5 +71,13 @@ pub struct ApiDoc;
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/api/sms", post(sms::send_sms))
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages.json",
+            post(twilio::create_message),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages/{sid}",
+            get(twilio::fetch_message),
+        )
         .with_state(state)
 }

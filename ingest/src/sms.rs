@@ -227,6 +227,7 @@ async fn handle(
             .zip(fingerprint.as_deref())
             .map(|(key, fingerprint)| Idempotency { key, fingerprint }),
         status_callback: status_callback.as_ref().map(StatusCallback::as_str),
+        ..Context::default()
     };
     let limiter = state.limiter.load();
     let started = Instant::now();
@@ -312,7 +313,7 @@ fn parse_body(bytes: &[u8]) -> Result<SmsBody, ApiError> {
 
 /// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header: a structured-field
 /// string, `"…"`; a bare token is taken as well), 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -343,7 +344,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// A sender is an alphanumeric ID (1–11 characters, as carriers allow) or a phone number.
-fn parse_sender(from: &str, test_numbers: &TestNumbers) -> Result<String, FieldError> {
+pub(crate) fn parse_sender(from: &str, test_numbers: &TestNumbers) -> Result<String, FieldError> {
     if let Some(control) = crate::message::find_control(from) {
         return Err(FieldError::new("from", format!("the sender {control}")));
     }

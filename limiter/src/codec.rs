@@ -41,6 +41,10 @@ pub struct PendingEvent<'a> {
     /// ([`crate::delivery::Deliverable`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_client: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ip_unattributed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +120,8 @@ mod tests {
             reason: None,
             country: None,
             client: None,
+            api_client: None,
+            ip_unattributed: false,
         }
     }
 
@@ -128,6 +134,15 @@ mod tests {
             ..sample()
         };
         assert_eq!(decode(&encode(&with_sender)).unwrap(), with_sender);
+        let from_an_api_client = Event {
+            api_client: Some("AC0123456789abcdef0123456789abcdef".into()),
+            ip_unattributed: true,
+            ..sample()
+        };
+        assert_eq!(
+            decode(&encode(&from_an_api_client)).unwrap(),
+            from_an_api_client
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@
 -- ARGV[8]  the full body when the event does not carry it ('' when it does, or when blocked)
 -- ARGV[9]  how long the body waits for the dispatcher, ms
 -- ARGV[10] the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
---          ('e' enforce | 's' shadow), the number of windows w, then w triples: name, limit, µs
+--          ('e' enforce | 's' shadow | 'n' not applicable: the request lacks a dimension of the
+--          rule's key, so its quota is neither read nor counted), the number of windows w, then
+--          w triples: name, limit, µs
 --
 -- Returns {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
 --          now µs, retry_after s, stream id, replayed (0|1), event id, blocked reason or '',
@@ -52,7 +54,8 @@ end
 -- Parse the rules once: rule[r] = {prefix, enforced, windows = {{name, limit, d}, ...}, longest}
 local parsed, at = {}, 11
 for r = 1, rules do
-  local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1', windows = {}, longest = 0}
+  local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1',
+    skip = ARGV[at + 1] == 'n', windows = {}, longest = 0}
   local w = tonumber(ARGV[at + 2])
   at = at + 3
   for i = 1, w do
@@ -74,14 +77,17 @@ if ARGV[3] == 'b' then
 else
   for r = 1, rules do
     local rule, quota = parsed[r], KEYS[r + 1]
-    -- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
-    redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
     local times = {}
-    local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
-    for j = 2, #entries, 2 do
-      times[#times + 1] = tonumber(entries[j])
+    if not rule.skip then
+      -- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
+      redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
+      local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
+      for j = 2, #entries, 2 do
+        times[#times + 1] = tonumber(entries[j])
+      end
     end
-    rule.times, rule.room = times, true
+    -- A rule that does not apply sees an empty quota and counts nothing.
+    rule.times, rule.room = times, not rule.skip
     for i, win in ipairs(rule.windows) do
       local k = #times + 1
       for j = 1, #times do

@@ -12,7 +12,7 @@
 -- ARGV[1]  the operation: admit | change | claim | callback_claim | callback_done | callback_retry
 --
 -- admit   ARGV: id, to, from, body, callback, provider, queued_at_us, deadline_us, history json,
---               due ms, keep s
+--               due ms, keep s, segments, api client ('' for none)
 --         Creates the state as `queued` unless it exists, and drops KEYS[7] either way: the
 --         body now lives in the state (until sent or final) or was handed over before.
 --         Returns 1 when created, 0 when not.
@@ -79,7 +79,8 @@ if op == 'admit' then
   if redis.call('EXISTS', state) == 1 then return 0 end
   redis.call('HSET', state, 'id', ARGV[2], 'to', ARGV[3], 'from', ARGV[4], 'body', ARGV[5],
     'callback', ARGV[6], 'provider', ARGV[7], 'queued_at_us', ARGV[8], 'deadline_us', ARGV[9],
-    'status', 'queued', 'attempts', 0, 'provider_id', '')
+    'status', 'queued', 'attempts', 0, 'provider_id', '', 'segments', ARGV[13] or '0',
+    'api_client', ARGV[14] or '')
   redis.call('RPUSH', history, ARGV[10])
   redis.call('ZADD', schedule, ARGV[11], ARGV[2])
   redis.call('EXPIRE', state, ARGV[12])

@@ -8,10 +8,11 @@
 //! `GET /api/sms/{id}`, the stream and the callbacks never disagree.
 //!
 //! ```text
-//! <ns>:{<p>}:msg:<id>          hash: to, from, body (until final), callback, provider, status, …
+//! <ns>:{<p>}:msg:<id>          hash: to, from, body (until final), callback (a CallbackTarget),
+//!                              segments, api_client, provider, status, …
 //! <ns>:{<p>}:msg:<id>:history  list of JSON {status, at, detail}
 //! <ns>:{<p>}:delivery:due      sorted set: message id, score = when it is due (ms)
-//! <ns>:{<p>}:callbacks         hash: callback id -> "first ms\nurl\nbody"
+//! <ns>:{<p>}:callbacks         hash: callback id -> "first ms\ntarget\nbody"
 //! <ns>:{<p>}:callbacks:due     sorted set: callback id, score = when it is due (ms)
 //! ```
 
@@ -29,6 +30,7 @@ use crate::event::{Event, SCHEMA_VERSION};
 use crate::json::rfc3339_micros;
 use crate::layout::Layout;
 use crate::privacy::StoredForm;
+use crate::twilio::{CallbackTarget, TwilioCallback};
 
 /// The Lua source of every delivery state change; see its header for keys and arguments.
 pub const DELIVERY_LUA: &str = include_str!("delivery.lua");
@@ -198,7 +200,28 @@ pub struct Deliverable {
     #[serde(default)]
     pub stored: Option<StoredForm>,
     #[serde(default)]
+    pub segments: u32,
+    #[serde(default)]
     pub status_callback: Option<String>,
+    /// The API client that sent it (Twilio-compatible API): its callbacks are Twilio's.
+    #[serde(default)]
+    pub api_client: Option<String>,
+}
+
+impl Deliverable {
+    /// Where the message's status changes go: an API client's `StatusCallback` in Twilio's
+    /// format, `POST /api/sms`'s `status_callback` in smsgate's.
+    pub fn callback_target(&self) -> Option<CallbackTarget> {
+        let url = self.status_callback.clone()?;
+        Some(match &self.api_client {
+            Some(account_sid) => CallbackTarget::Twilio(TwilioCallback {
+                url,
+                account_sid: account_sid.clone(),
+                from: self.from.clone(),
+            }),
+            None => CallbackTarget::Smsgate { url },
+        })
+    }
 }
 
 impl Deliverable {
@@ -250,7 +273,10 @@ pub struct MessageState {
     pub from: Option<String>,
     /// Gone once the status is final.
     pub body: Option<String>,
-    pub callback: Option<String>,
+    pub segments: u32,
+    pub callback: Option<CallbackTarget>,
+    /// The API client that sent it, when it came through the Twilio-compatible API.
+    pub api_client: Option<String>,
     pub provider: String,
     pub provider_id: Option<String>,
     pub status: DeliveryStatus,
@@ -295,7 +321,8 @@ pub struct Change {
 pub struct PendingCallback {
     pub id: String,
     pub first_ms: i64,
-    pub url: String,
+    pub target: CallbackTarget,
+    /// smsgate's JSON of the change ([`CallbackJson`]); a Twilio target is sent its own form of it.
     pub body: String,
 }
 
@@ -468,13 +495,18 @@ impl DeliveryStore {
             m.to.as_str().into(),
             m.from.as_deref().unwrap_or("").into(),
             admission.body.into(),
-            m.status_callback.as_deref().unwrap_or("").into(),
+            m.callback_target()
+                .map(|t| t.encode())
+                .unwrap_or_default()
+                .into(),
             admission.provider.into(),
             m.at_us.to_string().into(),
             admission.deadline_us.to_string().into(),
             history.into(),
             admission.due_ms.to_string().into(),
             self.keep_secs.to_string().into(),
+            m.segments.to_string().into(),
+            m.api_client.as_deref().unwrap_or("").into(),
         ];
         let reply = self
             .run(redis, self.keys(partition, Some(&m.id)), args)
@@ -597,12 +629,15 @@ impl DeliveryStore {
                 let [id, value] = pair else { return Err(bad()) };
                 let mut parts = value.splitn(3, '\n');
                 let first_ms = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-                let url = parts.next().ok_or_else(bad)?.to_owned();
+                let target = parts
+                    .next()
+                    .and_then(CallbackTarget::parse)
+                    .ok_or_else(bad)?;
                 let body = parts.next().ok_or_else(bad)?.to_owned();
                 Ok(PendingCallback {
                     id: id.clone(),
                     first_ms,
-                    url,
+                    target,
                     body,
                 })
             })
@@ -672,7 +707,9 @@ impl DeliveryStore {
             to: text("to").unwrap_or_default(),
             from: text("from"),
             body: fields.get("body").cloned(),
-            callback: text("callback"),
+            segments: u32::try_from(number("segments")).unwrap_or(0),
+            callback: text("callback").and_then(|c| CallbackTarget::parse(&c)),
+            api_client: text("api_client"),
             provider: text("provider").unwrap_or_default(),
             provider_id: text("provider_id"),
             status,
@@ -758,6 +795,8 @@ mod tests {
             reason: None,
             country: None,
             client: None,
+            api_client: None,
+            ip_unattributed: false,
         }
     }
 
@@ -812,6 +851,8 @@ mod tests {
             reason: None,
             country: None,
             client: None,
+            api_client: None,
+            ip_unattributed: false,
             status_callback: Some("https://example.com/cb"),
         });
         // What the script does: add the decision to the map and pack it again.

@@ -79,6 +79,14 @@ pub struct Event {
     /// network); events written before networks existed lack it and were counted by address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The account SID of the API client that sent the request through the Twilio-compatible
+    /// API; absent for `POST /api/sms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_client: Option<String>,
+    /// True when `ip` is the API client's own address (it named no end user's IP): rules keyed
+    /// on `ip` did not judge this request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ip_unattributed: bool,
 }
 
 impl Event {

@@ -38,6 +38,12 @@ pub struct Context<'a> {
     /// The client's `status_callback` URL, recorded with an accepted request so the dispatcher
     /// reports every status change of the message there.
     pub status_callback: Option<&'a str>,
+    /// The account SID of the API client that sent the request (the Twilio-compatible API);
+    /// rules keyed on `api_client` judge only such requests.
+    pub api_client: Option<&'a str>,
+    /// True when the request's IP is the API client's own address because it named no end
+    /// user's (`X-Smsgate-End-User-IP`): rules keyed on `ip` then do not judge the request.
+    pub ip_unattributed: bool,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request it was sent with.
@@ -115,6 +121,9 @@ pub struct RateLimiter {
     /// `[n, prefix, mode, w, name, limit, µs, …]`: the rules as script arguments, built once
     /// (cloning a `Value::Bytes` only bumps a reference count).
     rule_args: Vec<Value>,
+    /// Where each rule's mode stands in `rule_args`, to mark a rule that does not apply to a
+    /// request (`n`).
+    mode_args: Vec<usize>,
     /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
     /// client's partition with its stream.
     spans_slots: bool,
@@ -132,6 +141,7 @@ impl RateLimiter {
 
     pub fn with_rules(ruleset: Ruleset, layout: Layout) -> Self {
         let mut args = vec![ruleset.rules().len().to_string()];
+        let mut mode_args = Vec::with_capacity(ruleset.rules().len());
         for rule in ruleset.rules() {
             let prefix = if rule.name == SEED_RULE {
                 String::new()
@@ -139,6 +149,7 @@ impl RateLimiter {
                 format!("{}.", rule.name)
             };
             args.push(prefix);
+            mode_args.push(args.len());
             args.push(if rule.mode == Mode::Enforce { "e" } else { "s" }.to_owned());
             args.push(rule.limits.windows().len().to_string());
             for w in rule.limits.windows() {
@@ -164,6 +175,7 @@ impl RateLimiter {
             rule_args,
             store: StoreMessage::default(),
             body_ttl_ms: Self::DEFAULT_BODY_TTL_MS,
+            mode_args,
         }
     }
 
@@ -236,17 +248,27 @@ impl RateLimiter {
         let blocked = self.ruleset.blocks(request.ip, &context.destination);
         let subject = Subject {
             network: &network,
+            ip_known: !context.ip_unattributed,
             to: request.to,
             country: context.destination.country,
+            api_client: context.api_client,
         };
         let mut partition = self.layout.partition_of(&client);
+        // A rule that does not apply to the request still passes a key (the script's keys are
+        // positional) but is told to leave it alone.
+        let applies: Vec<bool> = self
+            .ruleset
+            .rules()
+            .iter()
+            .map(|rule| rule.applies_to(&subject))
+            .collect();
         let mut quotas: Vec<(u16, String)> = self
             .ruleset
             .rules()
             .iter()
             .map(|rule| {
-                self.layout
-                    .rule_quota(&rule.name, &rule.key_value(&subject))
+                let value = rule.key_value(&subject).unwrap_or_default();
+                self.layout.rule_quota(&rule.name, &value)
             })
             .collect();
         // On Redis Cluster one script can only touch one slot: a policy whose keys can fall in
@@ -276,6 +298,8 @@ impl RateLimiter {
             country: context.destination.country,
             client: (network != request.ip.to_string()).then_some(client.as_str()),
             status_callback: context.status_callback,
+            api_client: context.api_client,
+            ip_unattributed: context.ip_unattributed,
         });
         let mut keys = Vec::with_capacity(quotas.len() + 2);
         keys.push(stream);
@@ -315,7 +339,16 @@ impl RateLimiter {
         args.push(Value::from(body));
         args.push(Value::from(self.body_ttl_ms.to_string()));
         if blocked.is_none() {
+            let start = args.len();
             args.extend(self.rule_args.iter().cloned());
+            for (at, _) in self
+                .mode_args
+                .iter()
+                .zip(&applies)
+                .filter(|(_, applies)| !**applies)
+            {
+                args[start + at] = Value::from("n");
+            }
         } else {
             args.push(Value::from("0"));
         }
@@ -333,10 +366,15 @@ impl RateLimiter {
             }
             other => other?,
         };
-        self.parse_reply(partition, reply)
+        self.parse_reply(partition, reply, &applies)
     }
 
-    fn parse_reply(&self, partition: u16, reply: Vec<Value>) -> Result<Decision, LimiterError> {
+    fn parse_reply(
+        &self,
+        partition: u16,
+        reply: Vec<Value>,
+        applies: &[bool],
+    ) -> Result<Decision, LimiterError> {
         let int = |i: usize| -> Result<i64, LimiterError> {
             reply
                 .get(i)
@@ -370,13 +408,13 @@ impl RateLimiter {
         // A replayed answer of an older policy has other windows; it keeps its outcome only.
         if outcome != Outcome::Blocked && reply.len() == 7 + 3 * window_count {
             let mut at = 7;
-            for rule in self.ruleset.rules() {
+            for (rule, applies) in self.ruleset.rules().iter().zip(applies) {
                 for w in rule.limits.windows() {
                     let retry = int(at + 2)?;
                     windows.push(WindowState {
                         name: rule.window_name(w),
                         rule: rule.name.clone(),
-                        enforced: rule.mode == Mode::Enforce,
+                        enforced: rule.mode == Mode::Enforce && *applies,
                         limit: w.limit,
                         window_secs: w.duration.as_secs(),
                         remaining: u32::try_from(non_negative(at)?).unwrap_or(0),

@@ -74,6 +74,12 @@ pub struct EventJson<'a> {
     pub country: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
+    /// The API client (account SID) of a request through the Twilio-compatible API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_client: Option<&'a str>,
+    /// True when `ip` is the API client's own address, not its end user's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ip_unattributed: bool,
 }
 
 impl<'a> EventJson<'a> {
@@ -96,6 +102,8 @@ impl<'a> EventJson<'a> {
             reason: event.reason.as_deref(),
             country: event.country.as_deref(),
             policy: None,
+            api_client: event.api_client.as_deref(),
+            ip_unattributed: event.ip_unattributed,
         }
     }
 

@@ -7,12 +7,14 @@
 //!
 //! # Layout
 //! - [`policy`]: `Policy` and `Window`, parsed from `SMSGATE_LIMITS` (`3/1m,10/1d`).
-//! - [`rules`]: `Ruleset`, the policy as rules on ip / to / country / prefix, from `SMSGATE_POLICY`.
+//! - [`rules`]: `Ruleset`, the policy as rules on ip / to / country / prefix / api_client, from
+//!   `SMSGATE_POLICY`.
 //! - [`event`]: the `Event` recorded for every decision, and its `Outcome`.
 //! - [`codec`]: Event ⇄ MessagePack (a self-describing map with a schema version).
 //! - [`delivery`]: delivery status events, their decoding beside decisions, and the message
 //!   state that `delivery.lua` changes atomically with the stream.
 //! - [`privacy`]: `SMSGATE_STORE_MESSAGE`, the form a body is kept in, and redaction.
+//! - [`twilio`]: the log in Twilio's words: message SIDs, statuses, error codes, callback targets.
 //! - [`json`]: the JSON view of an Event that operators read.
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
@@ -30,6 +32,7 @@ pub mod model;
 pub mod policy;
 pub mod privacy;
 pub mod rules;
+pub mod twilio;
 
 pub use event::{Event, Outcome};
 pub use gate::{

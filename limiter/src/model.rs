@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use std::net::IpAddr;
 
-use crate::event::Outcome;
+use crate::event::{Event, Outcome};
 use crate::policy::Policy;
 use crate::rules::{Mode, Ruleset, Subject};
 
@@ -46,13 +46,15 @@ impl Model {
     /// Counts an accepted request of `client` at `at_us` without deciding it: loads history that
     /// an audit does not judge (events before its range). Calls must come in decision order.
     pub fn record(&mut self, client: &str, at_us: i64) {
-        self.inner.record_keys(&[client.to_owned()], at_us);
+        self.inner.record_keys(&[Some(client.to_owned())], at_us);
     }
 
     /// Decides a request of `client` at `now_us` (µs since the epoch) and records it if accepted.
     /// Calls must come in decision order.
     pub fn decide(&mut self, client: &str, now_us: i64) -> ModelDecision {
-        let d = self.inner.decide_keys(&[client.to_owned()], false, now_us);
+        let d = self
+            .inner
+            .decide_keys(&[Some(client.to_owned())], false, now_us);
         ModelDecision {
             outcome: d.outcome,
             violated: d.violated,
@@ -104,13 +106,13 @@ impl RulesModel {
         self.ruleset = ruleset;
     }
 
-    /// The key values of every rule for a request, in rule order.
-    pub fn keys(&self, ip: IpAddr, to: &str, country: Option<&str>) -> Vec<String> {
+    /// The key values of every rule for a request, in rule order (`None` where a rule does not
+    /// apply, see [`crate::Rule::applies_to`]).
+    pub fn keys(&self, ip: IpAddr, subject: &Subject<'_>) -> Vec<Option<String>> {
         let network = self.ruleset.clients.network(ip);
         let subject = Subject {
             network: &network,
-            to,
-            country,
+            ..*subject
         };
         self.ruleset
             .rules()
@@ -119,7 +121,8 @@ impl RulesModel {
             .collect()
     }
 
-    /// Decides a request from `ip` to `to` at `now_us`; see [`RulesModel::decide_keys`].
+    /// Decides a request of `POST /api/sms` from `ip` to `to` at `now_us`; see
+    /// [`RulesModel::decide_keys`].
     pub fn decide(
         &mut self,
         ip: IpAddr,
@@ -127,14 +130,30 @@ impl RulesModel {
         country: Option<&str>,
         now_us: i64,
     ) -> RulesDecision {
-        let keys = self.keys(ip, to, country);
+        let keys = self.keys(ip, &Subject::direct("", to, country));
         let allowed = self.ruleset.clients.allowed(ip);
         self.decide_keys(&keys, allowed, now_us)
     }
 
+    /// Decides the request `event` records, at its own time, with everything the rules look at
+    /// (its API client too): what audits and the tests re-derive every event with.
+    pub fn decide_event(&mut self, event: &Event) -> RulesDecision {
+        let subject = Subject {
+            network: "",
+            ip_known: !event.ip_unattributed,
+            to: &event.to,
+            country: event.country.as_deref(),
+            api_client: event.api_client.as_deref(),
+        };
+        let keys = self.keys(event.ip, &subject);
+        let allowed = self.ruleset.clients.allowed(event.ip);
+        self.decide_keys(&keys, allowed, event.at_us)
+    }
+
     /// Counts an accepted request without deciding it, under every rule that would have counted it.
-    pub fn record_keys(&mut self, keys: &[String], at_us: i64) {
+    pub fn record_keys(&mut self, keys: &[Option<String>], at_us: i64) {
         for (rule, key) in self.ruleset.rules().iter().zip(keys) {
+            let Some(key) = key else { continue };
             self.accepted
                 .entry(format!("{}\u{0}{key}", rule.name))
                 .or_default()
@@ -146,13 +165,24 @@ impl RulesModel {
     /// if accepted. Each rule that itself has room counts an accepted request, shadow rules
     /// included, so a shadow rule counts exactly what it would have counted if enforced. An
     /// `allowed` client is never refused (every rule acts as a shadow). Calls must come in
-    /// decision order.
-    pub fn decide_keys(&mut self, keys: &[String], allowed: bool, now_us: i64) -> RulesDecision {
+    /// decision order. A rule whose key is `None` does not apply: it counts nothing and has
+    /// all its room.
+    pub fn decide_keys(
+        &mut self,
+        keys: &[Option<String>],
+        allowed: bool,
+        now_us: i64,
+    ) -> RulesDecision {
         let mut violated = Vec::new();
         let mut shadow_violated = Vec::new();
         let mut retry_us = 0_i64;
         let mut per_rule = Vec::with_capacity(keys.len());
         for (rule, key) in self.ruleset.rules().iter().zip(keys) {
+            let Some(key) = key else {
+                let counts = rule.limits.windows().iter().map(|w| (0, w.limit as usize));
+                per_rule.push((counts.collect(), false));
+                continue;
+            };
             let longest = i64::try_from(rule.limits.longest().as_micros()).unwrap_or(i64::MAX);
             let times = self
                 .accepted
@@ -195,7 +225,7 @@ impl RulesModel {
         for ((rule, key), (counts, has_room)) in self.ruleset.rules().iter().zip(keys).zip(per_rule)
         {
             let counted = outcome == Outcome::Accepted && has_room;
-            if counted {
+            if let (true, Some(key)) = (counted, key) {
                 self.accepted
                     .entry(format!("{}\u{0}{key}", rule.name))
                     .or_default()

@@ -1,7 +1,9 @@
 //! The policy as rules (DESIGN.md, "Policy beyond the seed's rule"): each rule counts accepted
 //! requests per value of its key (the client IP network, the number, its country, a number
-//! prefix) over its own rolling windows, and a request is accepted only if every enforced rule
-//! allows it. `[destinations]` and `[clients]` refuse some requests outright (`blocked`).
+//! prefix, the API client) over its own rolling windows, and a request is accepted only if every
+//! enforced rule that applies to it allows it (a rule applies when the request has every
+//! dimension of its key: [`Rule::applies_to`]). `[destinations]` and `[clients]` refuse some
+//! requests outright (`blocked`).
 //!
 //! A `Ruleset` comes from a TOML file (`SMSGATE_POLICY`) or, without one, from `SMSGATE_LIMITS`
 //! as the seed's single rule `client` keyed on (ip, to). Its compact text (`Display`) is what
@@ -29,6 +31,8 @@ pub enum Dimension {
     Country,
     /// The first `prefix_digits` digits of the destination (after the `+`).
     Prefix,
+    /// The API client (account SID) of a request through the Twilio-compatible API.
+    ApiClient,
 }
 
 impl Dimension {
@@ -38,6 +42,7 @@ impl Dimension {
             Self::To => "to",
             Self::Country => "country",
             Self::Prefix => "prefix",
+            Self::ApiClient => "api_client",
         }
     }
 }
@@ -50,8 +55,9 @@ impl FromStr for Dimension {
             "to" => Ok(Self::To),
             "country" => Ok(Self::Country),
             "prefix" => Ok(Self::Prefix),
+            "api_client" => Ok(Self::ApiClient),
             other => Err(RulesError::Invalid(format!(
-                "unknown dimension `{other}`; expected ip, to, country or prefix"
+                "unknown dimension `{other}`; expected ip, to, country, prefix or api_client"
             ))),
         }
     }
@@ -110,11 +116,28 @@ impl Rule {
         }
     }
 
-    /// The value this rule counts `subject` under, e.g. `198.51.100.7|+14155550123`.
-    pub fn key_value(&self, subject: &Subject<'_>) -> String {
+    /// Whether the rule judges `subject`: only when the request has every dimension of the
+    /// rule's key. A rule on `api_client` ignores requests of `POST /api/sms`, and a rule on
+    /// `ip` ignores an API client's request that named no end user's IP (its socket peer is the
+    /// application's server, not a person to hold to a per-person quota).
+    pub fn applies_to(&self, subject: &Subject<'_>) -> bool {
+        self.key.iter().all(|d| match d {
+            Dimension::Ip => subject.ip_known,
+            Dimension::ApiClient => subject.api_client.is_some(),
+            Dimension::To | Dimension::Country | Dimension::Prefix => true,
+        })
+    }
+
+    /// The value this rule counts `subject` under, e.g. `198.51.100.7|+14155550123`; `None`
+    /// when the rule does not apply to it ([`Rule::applies_to`]).
+    pub fn key_value(&self, subject: &Subject<'_>) -> Option<String> {
+        if !self.applies_to(subject) {
+            return None;
+        }
         let mut parts = Vec::with_capacity(self.key.len());
         for dimension in &self.key {
             parts.push(match dimension {
+                Dimension::ApiClient => subject.api_client.unwrap_or_default().to_owned(),
                 Dimension::Ip => subject.network.to_owned(),
                 Dimension::To => subject.to.to_owned(),
                 Dimension::Country => subject.country.unwrap_or("ZZ").to_owned(),
@@ -126,17 +149,36 @@ impl Rule {
                     .collect(),
             });
         }
-        parts.join("|")
+        Some(parts.join("|"))
     }
 }
 
-/// What the rules look at in a request: the client's network and the destination.
+/// What the rules look at in a request: the client's network, the destination and the API
+/// client.
 #[derive(Clone, Copy, Debug)]
 pub struct Subject<'a> {
     /// The client IP masked to its network, as [`Clients::network`] prints it.
     pub network: &'a str,
+    /// False when the IP is an API client's own address, not its end user's: rules keyed on
+    /// `ip` then do not apply.
+    pub ip_known: bool,
     pub to: &'a str,
     pub country: Option<&'a str>,
+    /// The account SID of the API client that sent the request, if one did.
+    pub api_client: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// A request of `POST /api/sms`: a known client IP, no API client.
+    pub fn direct(network: &'a str, to: &'a str, country: Option<&'a str>) -> Self {
+        Self {
+            network,
+            ip_known: true,
+            to,
+            country,
+            api_client: None,
+        }
+    }
 }
 
 /// `[clients]`: how an IP becomes a client, and networks never limited or always refused.
@@ -813,12 +855,8 @@ deny = ["192.0.2.0/24"]
     #[test]
     fn rule_keys_follow_their_dimensions() {
         let rules = Ruleset::parse_toml(FILE).unwrap();
-        let subject = Subject {
-            network: "198.51.100.1",
-            to: "+14155550123",
-            country: Some("US"),
-        };
-        let keys: Vec<String> = rules
+        let subject = Subject::direct("198.51.100.1", "+14155550123", Some("US"));
+        let keys: Vec<Option<String>> = rules
             .rules()
             .iter()
             .map(|r| r.key_value(&subject))
@@ -826,10 +864,48 @@ deny = ["192.0.2.0/24"]
         assert_eq!(
             keys,
             [
-                "198.51.100.1|+14155550123",
-                "+14155550123",
-                "198.51.100.1|141555"
+                Some("198.51.100.1|+14155550123".to_owned()),
+                Some("+14155550123".to_owned()),
+                Some("198.51.100.1|141555".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn api_client_rules_judge_only_api_clients_and_ip_rules_only_known_ips() {
+        let rules = Ruleset::parse_toml(
+            "[[rule]]\nname = \"client\"\nkey = [\"ip\", \"to\"]\nlimits = \"3/1m\"\n\n\
+             [[rule]]\nname = \"app\"\nkey = [\"api_client\", \"country\"]\nlimits = \"100/1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Ruleset::parse_text(&rules.to_string()).unwrap().rules(),
+            rules.rules()
+        );
+        let keys = |subject: &Subject<'_>| -> Vec<Option<String>> {
+            rules.rules().iter().map(|r| r.key_value(subject)).collect()
+        };
+        let direct = Subject::direct("198.51.100.1", "+14155550123", Some("US"));
+        assert_eq!(
+            keys(&direct),
+            [Some("198.51.100.1|+14155550123".to_owned()), None]
+        );
+        let sid = "AC0123456789abcdef0123456789abcdef";
+        let with_user = Subject {
+            api_client: Some(sid),
+            ..direct
+        };
+        assert_eq!(
+            keys(&with_user),
+            [
+                Some("198.51.100.1|+14155550123".to_owned()),
+                Some(format!("{sid}|US"))
+            ]
+        );
+        let server_only = Subject {
+            ip_known: false,
+            ..with_user
+        };
+        assert_eq!(keys(&server_only), [None, Some(format!("{sid}|US"))]);
     }
 }

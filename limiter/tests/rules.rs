@@ -40,7 +40,7 @@ fn assert_events_match_model(ruleset: &Ruleset, mut events: Vec<(String, Event)>
     let mut model = RulesModel::new(ruleset.clone());
     let mut rejected = 0;
     for (id, event) in &events {
-        let expected = model.decide(event.ip, &event.to, event.country.as_deref(), event.at_us);
+        let expected = model.decide_event(event);
         assert_eq!(
             event.outcome, expected.outcome,
             "outcome of {id} ({event:?})"
@@ -555,4 +555,88 @@ async fn fifty_concurrent_repeats_of_one_idempotency_key_make_exactly_one_decisi
     );
     assert_eq!(stream_events(redis, limiter.layout()).await.len(), 2);
     drop_namespace(redis, limiter.layout()).await;
+}
+
+#[tokio::test]
+async fn api_client_rules_and_requests_without_an_end_user_ip_match_the_model() {
+    const POLICY: &str = r#"
+[[rule]]
+name = "client"
+key = ["ip", "to"]
+limits = "2/1m"
+
+[[rule]]
+name = "app"
+key = ["api_client"]
+limits = "6/1m"
+
+[[rule]]
+name = "number"
+key = ["to"]
+limits = "5/1m"
+"#;
+    const APPS: [&str; 2] = [
+        "AC0000000000000000000000000000000a",
+        "AC0000000000000000000000000000000b",
+    ];
+    let pool = redis().await;
+    let limiter = Arc::new(limiter(POLICY));
+    let tasks: Vec<_> = (0..240u64)
+        .map(|i| {
+            let (pool, limiter) = (pool.clone(), limiter.clone());
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(i);
+                let client = &pool.clients()[i as usize % pool.clients().len()];
+                let to = leak(format!("+1415555{:04}", rng.random_range(0..12)));
+                let ip = leak(format!("192.0.2.{}", rng.random_range(1..4)));
+                // A third each: POST /api/sms, an API client naming its end user, and an API
+                // client that names none (its own address, so the ip rule must not judge it).
+                let kind = rng.random_range(0..3);
+                let context = Context {
+                    api_client: (kind > 0).then(|| APPS[rng.random_range(0..2)]),
+                    ip_unattributed: kind == 2,
+                    ..Context::default()
+                };
+                limiter
+                    .decide_with(client, &request(ip, to), &context)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = stream_events(pool.next(), limiter.layout()).await;
+    assert_eq!(events.len(), 240);
+    let refused_by = |prefix: &str| {
+        events
+            .iter()
+            .filter(|(_, e)| e.violated.iter().any(|v| v.starts_with(prefix)))
+            .count()
+    };
+    // The app rule refuses only API clients' requests; the seed's rule never an unattributed one.
+    assert!(refused_by("app.") > 0, "the api_client rule must bind");
+    assert!(
+        events
+            .iter()
+            .filter(|(_, e)| e.violated.iter().any(|v| v.starts_with("app.")))
+            .all(|(_, e)| e.api_client.is_some())
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|(_, e)| e.ip_unattributed)
+            .all(|(_, e)| !e.violated.iter().any(|v| v == "1m"))
+    );
+    let accepted_per_app = |app: &str| {
+        events
+            .iter()
+            .filter(|(_, e)| e.api_client.as_deref() == Some(app))
+            .filter(|(_, e)| e.outcome == Outcome::Accepted)
+            .count()
+    };
+    assert!(APPS.iter().all(|app| accepted_per_app(app) <= 6));
+    assert_events_match_model(limiter.ruleset(), events);
+    drop_namespace(pool.next(), limiter.layout()).await;
 }

@@ -37,7 +37,9 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
             from: None,
             message: "hi".into(),
             stored: None,
+            segments: 1,
             status_callback: None,
+            api_client: None,
         };
         let admission = Admission {
             message: &message,

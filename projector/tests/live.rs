@@ -324,7 +324,9 @@ async fn delivery_status_changes_reach_sse_clients_as_status_events_in_the_callb
         from: None,
         message: "code 1234".into(),
         stored: None,
+        segments: 1,
         status_callback: None,
+        api_client: None,
     };
     let admission = Admission {
         message: &message,

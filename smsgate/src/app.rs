@@ -111,7 +111,8 @@ impl App {
         let mut postgres = None;
         if roles.ingest {
             let rules = settings.rules()?;
-            public = public.merge(ingest_router(&ctx, rules).await);
+            let api_clients = Arc::new(settings.api_clients()?);
+            public = public.merge(ingest_router(&ctx, rules, api_clients).await);
         }
         if roles.ingest || roles.dispatcher {
             public = public.merge(roles::dispatcher::public_routes(&settings, redis.clone()));
@@ -259,7 +260,11 @@ pub(crate) async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
+async fn ingest_router(
+    ctx: &RoleContext,
+    rules: Ruleset,
+    api_clients: Arc<ingest::ApiClients>,
+) -> Router {
     let settings = &ctx.settings;
     ingest::telemetry::register(&rules);
     tracing::info!(policy = %rules, "policy in force");
@@ -282,6 +287,7 @@ async fn ingest_router(ctx: &RoleContext, rules: Ruleset) -> Router {
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         test_numbers: Arc::new(settings.test_numbers.clone()),
         status_callbacks: crate::cli::given(&settings.delivery.callback_secret).is_some(),
+        api_clients,
     })
 }
 

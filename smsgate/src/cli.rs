@@ -61,6 +61,13 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Print the OpenAPI document of `smsgate serve` (what `GET /api/openapi.json` serves).
     Openapi,
+    /// Print the auth token of an API client (an account SID of SMSGATE_API_CLIENTS, `AC…` or
+    /// `AC…/<generation>`), derived from SMSGATE_API_SECRET, to hand to its application.
+    ApiToken {
+        #[arg(long, env = "SMSGATE_API_SECRET", hide_env_values = true, value_parser = parse_secret)]
+        api_secret: SecretString,
+        account_sid: String,
+    },
 }
 
 /// Settings shared by every role.
@@ -131,6 +138,13 @@ pub struct Settings {
         default_value = "accepted=30d,rejected=90d,blocked=90d,delivery=30d"
     )]
     pub retention: archiver::Retention,
+    /// Account SIDs of the Twilio-compatible API's clients (`AC` + 32 hex, `/<n>` for the
+    /// n-th token generation), comma separated. Their tokens derive from SMSGATE_API_SECRET.
+    #[arg(long, env = "SMSGATE_API_CLIENTS", default_value = "")]
+    pub api_clients: String,
+    /// Derives every API client's auth token (at least 16 characters); see `smsgate api-token`.
+    #[arg(long, env = "SMSGATE_API_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub api_secret: Option<SecretString>,
 }
 
 impl Settings {
@@ -244,6 +258,12 @@ impl Settings {
             None => Ok(Ruleset::seed(self.limits.clone())),
             Some(path) => load_rules(path),
         }
+    }
+
+    /// The Twilio-compatible API's clients; a list without a good secret is refused at start.
+    pub fn api_clients(&self) -> anyhow::Result<ingest::ApiClients> {
+        ingest::ApiClients::parse(&self.api_clients, self.api_secret.as_ref())
+            .context("SMSGATE_API_CLIENTS")
     }
 
     /// Settings with every default, as if no flag or variable were given (tests start here).

@@ -39,6 +39,24 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", openapi::document(Roles::ALL).to_pretty_json()?);
             return Ok(());
         }
+        Command::ApiToken {
+            api_secret,
+            account_sid,
+        } => {
+            use secrecy::ExposeSecret;
+            let secret = api_secret.expose_secret();
+            anyhow::ensure!(
+                secret.chars().count() >= ingest::api_clients::MIN_SECRET_LEN,
+                "SMSGATE_API_SECRET must be at least {} characters",
+                ingest::api_clients::MIN_SECRET_LEN
+            );
+            let (sid, generation) = ingest::api_clients::parse_entry(&account_sid)?;
+            println!(
+                "{}",
+                ingest::api_clients::derive_token(secret, &sid, generation)
+            );
+            return Ok(());
+        }
         Command::Replay { settings, args } => return replay::replay(&settings, &args).await,
         Command::Audit { settings, args } => {
             // diff(1)'s convention, so cron can tell "inconsistent" from "could not check".

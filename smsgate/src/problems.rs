@@ -4,7 +4,9 @@
 //! Handlers render their own problems; this catches the errors nobody rendered: axum's
 //! rejections (a query or path that does not parse, a JSON body of the wrong shape), 405 for a
 //! method a route does not take, the timeout layer's 503, the dashboard's file server. Their
-//! plain-text reason becomes the problem's `detail`.
+//! plain-text reason becomes the problem's `detail`. The Twilio-compatible API
+//! (`/2010-04-01/…`) is the one exception: its errors are Twilio's JSON shape, which the
+//! Twilio SDKs parse, and are left as they are.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -24,7 +26,13 @@ base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Middleware, outermost: problem+json for every error, the security headers on every response.
 pub async fn finish(request: Request, next: Next) -> Response {
-    let mut response = ensure_problem_json(next.run(request).await).await;
+    let twilio_api = request.uri().path().starts_with("/2010-04-01/");
+    let response = next.run(request).await;
+    let mut response = if twilio_api && is_json(&response) {
+        response
+    } else {
+        ensure_problem_json(response).await
+    };
     for (name, value) in security_headers() {
         response.headers_mut().entry(name).or_insert(value);
     }
@@ -52,11 +60,19 @@ fn security_headers() -> [(HeaderName, HeaderValue); 4] {
 }
 
 fn is_problem(response: &Response) -> bool {
+    has_content_type(response, "application/problem+json")
+}
+
+fn has_content_type(response: &Response, essence: &str) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"))
+        .is_some_and(|v| v.starts_with(essence))
+}
+
+fn is_json(response: &Response) -> bool {
+    has_content_type(response, "application/json")
 }
 
 /// Turns an error response that is not problem+json into one, keeping its status and headers

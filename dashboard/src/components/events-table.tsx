@@ -11,6 +11,7 @@ export type EventColumn =
   | 'outcome'
   | 'delivery'
   | 'ip'
+  | 'api_client'
   | 'to'
   | 'from'
   | 'message'
@@ -23,6 +24,7 @@ const HEADERS: Record<EventColumn, string> = {
   outcome: 'Outcome',
   delivery: 'Delivery',
   ip: 'IP',
+  api_client: 'API client',
   to: 'Number',
   from: 'From',
   message: 'Message',
@@ -40,7 +42,15 @@ function cell(event: SmsEvent, column: EventColumn, fullTime: boolean): ReactNod
     case 'delivery':
       return <DeliveryCell event={event} />;
     case 'ip':
-      return <span className="mono">{event.ip}</span>;
+      return event.ip_unattributed ? (
+        <span className="mono" title="The API client's own address: it named no end user's IP">
+          {event.ip} (client)
+        </span>
+      ) : (
+        <span className="mono">{event.ip}</span>
+      );
+    case 'api_client':
+      return event.api_client ? <span className="mono">{event.api_client}</span> : '—';
     case 'to':
       return <span className="mono">{event.to}</span>;
     case 'from':

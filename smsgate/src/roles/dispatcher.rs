@@ -59,15 +59,22 @@ pub fn provider(settings: &DeliverySettings) -> anyhow::Result<Arc<dyn Provider>
     }
 }
 
-fn callbacks(settings: &DeliverySettings) -> Option<CallbackSender> {
-    given(&settings.callback_secret).map(|secret| {
-        CallbackSender::new(CallbackConfig {
-            secret: secret.clone(),
-            allow: settings.callback_allow.0.clone(),
-            timeout: Duration::from_secs(10),
-            max_age: Duration::from_secs(86_400),
-        })
-    })
+/// The callback sender, when there is anything to sign callbacks with: smsgate's secret for
+/// `POST /api/sms`'s, or API clients' tokens for their Twilio-format ones.
+fn callbacks(settings: &Settings) -> anyhow::Result<Option<CallbackSender>> {
+    let delivery = &settings.delivery;
+    let secret = given(&delivery.callback_secret).cloned();
+    let api_tokens = settings.api_clients()?.tokens();
+    if secret.is_none() && api_tokens.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(CallbackSender::new(CallbackConfig {
+        secret,
+        api_tokens: Arc::new(api_tokens),
+        allow: delivery.callback_allow.0.clone(),
+        timeout: Duration::from_secs(10),
+        max_age: Duration::from_secs(86_400),
+    })))
 }
 
 /// `GET /api/sms/{id}` and `POST /api/providers/twilio/status`.
@@ -102,7 +109,7 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
         ctx.redis.clone(),
         layout.clone(),
         provider,
-        callbacks(delivery),
+        callbacks(&ctx.settings)?,
         config,
     ));
     tracing::info!(

@@ -52,6 +52,17 @@ describe('Live log', () => {
     expect(await within(log()).findByText('No matching events.')).toBeInTheDocument();
   });
 
+  it('names the API client of an event from the Twilio-compatible API', async () => {
+    renderApp('/live');
+    await within(await screen.findByRole('table', { name: 'Live log' })).findByText('third');
+    const sid = 'AC0123456789abcdef0123456789abcdef';
+    await emitLive('sms', makeEvent({ message: 'from the sdk', api_client: sid, ip: '10.1.2.3', ip_unattributed: true }));
+    const row = rows()[0]!;
+    expect(within(row).getByText(sid)).toBeInTheDocument();
+    expect(within(row).getByText('10.1.2.3 (client)')).toBeInTheDocument();
+    expect(within(rows()[1]!).getAllByText('—').length).toBeGreaterThan(0);
+  });
+
   it('shows new events live, and holds them back while paused', async () => {
     const { user } = renderApp('/live');
     await within(await screen.findByRole('table', { name: 'Live log' })).findByText('third');

@@ -74,7 +74,7 @@ export function LiveLog() {
         <EventsTable
           label="Live log"
           events={shown}
-          columns={['time', 'outcome', 'delivery', 'ip', 'to', 'from', 'message', 'segments', 'violated', 'retry_after']}
+          columns={['time', 'outcome', 'delivery', 'ip', 'api_client', 'to', 'from', 'message', 'segments', 'violated', 'retry_after']}
           empty={query.isPending ? 'Loading…' : 'No matching events.'}
         />
       )}
