@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{deliver_stream, deliverables, eventually, fast_config, layout, redis};
 use dispatcher::Dispatcher;
-use dispatcher::smpp::{ReceiptBook, SmppConfig, SmppProvider, SmppUrl};
+use dispatcher::smpp::{Concatenation, ReceiptBook, SmppConfig, SmppProvider, SmppUrl};
 use fred::clients::Pool;
 use limiter::delivery::{DeliveryStatus, DeliveryStore};
 use limiter::{Layout, Policy, RateLimiter, SmsRequest};
@@ -150,11 +150,15 @@ struct Setup {
 }
 
 async fn setup(smsc: &Smsc) -> Setup {
+    setup_with(config(smsc)).await
+}
+
+async fn setup_with(config: SmppConfig) -> Setup {
     let pool = redis().await;
     let layout = layout();
     let shutdown = CancellationToken::new();
     let book = ReceiptBook::new(pool.clone(), DeliveryStore::new(layout.clone()));
-    let (provider, session) = SmppProvider::start(config(smsc), book, shutdown.clone());
+    let (provider, session) = SmppProvider::start(config, book, shutdown.clone());
     let mut dispatcher_config = fast_config();
     dispatcher_config.tps = 100_000;
     let dispatcher = Dispatcher::new(
@@ -485,6 +489,91 @@ async fn throughput_with_a_window_of_ten_against_the_local_smsc() {
     println!(
         "SMPP throughput, window {WINDOW}: {n} messages sent (submit_sm_resp and status recorded in Redis) in {elapsed:.2}s = {:.0} msg/s",
         n as f64 / elapsed
+    );
+    setup.shutdown.cancel();
+    setup.session.await.unwrap();
+}
+
+#[tokio::test]
+async fn sar_tlvs_can_mark_the_parts_and_receipts_in_text_form_alone_still_deliver() {
+    let mut smsc = Smsc::start().await;
+    smsc.command(serde_json::json!({"cmd": "receipts", "form": "text"}))
+        .await;
+    let mut config = config(&smsc);
+    config.concatenation = Concatenation::Sar;
+    let setup = setup_with(config).await;
+    let messages: Vec<(String, String)> = (0..20)
+        .map(|i| (to(i), body(&format!("long {i} "), "abcdefghij", 200)))
+        .collect();
+    accept(&setup.pool, &setup.layout, &messages).await;
+    deliver_stream(&setup.dispatcher, &setup.pool, &setup.layout, 20).await;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let setup = &setup;
+            async move { count_status(setup, DeliveryStatus::Delivered).await == 20 }
+        })
+        .await,
+        "text-form receipts of both parts make each message delivered"
+    );
+    let submits = smsc.of("submit_sm");
+    assert_eq!(submits.len(), 40);
+    let mut by_destination: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for s in &submits {
+        assert_eq!(s["esm_class"], 0, "no UDH indicator with sar_* TLVs");
+        assert_eq!(s["udh"], serde_json::json!([]));
+        assert_eq!(s["sar_total_segments"], 2);
+        by_destination
+            .entry(s["destination_addr"].as_str().unwrap())
+            .or_default()
+            .push(s);
+    }
+    for (destination, parts) in by_destination {
+        let (_, body) = messages
+            .iter()
+            .find(|(to, _)| to.trim_start_matches('+') == destination)
+            .unwrap();
+        let mut parts: Vec<(u64, &str)> = parts
+            .iter()
+            .map(|s| {
+                (
+                    s["sar_segment_seqnum"].as_u64().unwrap(),
+                    s["text"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        parts.sort();
+        let text: String = parts.iter().map(|(_, t)| *t).collect();
+        assert_eq!(&text, body);
+    }
+    setup.shutdown.cancel();
+    setup.session.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refusal_other_than_throttling_fails_the_message_at_once() {
+    let mut smsc = Smsc::start().await;
+    let setup = setup(&smsc).await;
+    accept(&setup.pool, &setup.layout, &[(to(0), "to nowhere".into())]).await;
+    // ESME_RINVDSTADR: the SMSC will not take this destination, now or later.
+    smsc.command(serde_json::json!({"cmd": "refuse", "status": 0x0B, "n": 1}))
+        .await;
+    deliver_stream(&setup.dispatcher, &setup.pool, &setup.layout, 1).await;
+    let id = deliverables(&setup.pool, &setup.layout, 0).await[0].id;
+    let state = setup
+        .dispatcher
+        .store()
+        .load(setup.pool.next(), 0, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.status, DeliveryStatus::Failed);
+    assert_eq!(state.attempts, 1);
+    let detail = state.history.last().unwrap().detail.clone().unwrap();
+    assert!(detail.contains("0x0000000B"), "{detail}");
+    assert_eq!(smsc.of("refused").len(), 1);
+    assert!(
+        smsc.of("submit_sm").is_empty(),
+        "never taken, never retried"
     );
     setup.shutdown.cancel();
     setup.session.await.unwrap();

@@ -10,6 +10,7 @@
 //   {"cmd":"throttle","secs":S}       answer ESME_RTHROTTLED to every submit_sm for S seconds
 //   {"cmd":"resp_delay","ms":M}       answer submit_sm after M ms (so a window fills up)
 //   {"cmd":"receipts","form":F}       "tlv", "text", "both" (default) or "none"
+//   {"cmd":"refuse","status":C,"n":N} answer the next N submit_sm with command_status C
 // A receipt (deliver_sm, message state DELIVRD) follows every answered submit_sm that asked for
 // one; receipts not acknowledged (connection lost) are offered again on the next bind.
 //
@@ -29,6 +30,8 @@ let throttleUntil = 0;
 let dropAfter = 0;
 let respDelay = 0;
 let receiptForm = 'both';
+let refuseStatus = 0;
+let refuseCount = 0;
 const pendingReceipts = [];
 const sessions = new Set();
 
@@ -130,6 +133,12 @@ const server = smpp.createServer({ debug: false }, (session) => {
       session.send(pdu.response({ command_status: ESME_RTHROTTLED }));
       return;
     }
+    if (refuseCount > 0) {
+      refuseCount -= 1;
+      emit(Object.assign({ event: 'refused', command_status: refuseStatus }, record));
+      session.send(pdu.response({ command_status: refuseStatus }));
+      return;
+    }
     const messageId = `m${(nextId++).toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`;
     emit(Object.assign({ event: 'submit_sm', message_id: messageId }, record));
     session.unanswered.add(pdu.sequence_number);
@@ -202,6 +211,7 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
     case 'throttle': throttleUntil = Date.now() + command.secs * 1000; break;
     case 'resp_delay': respDelay = command.ms; break;
     case 'receipts': receiptForm = command.form; break;
+    case 'refuse': refuseStatus = command.status; refuseCount = command.n; break;
     default: emit({ event: 'bad_command', line }); return;
   }
   emit({ event: 'ok', cmd: command.cmd });
