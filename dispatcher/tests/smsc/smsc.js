@@ -106,6 +106,11 @@ const server = smpp.createServer({ debug: false }, (session) => {
   });
 
   session.on('submit_sm', (pdu) => {
+    // PDUs still in the read buffer when the connection was cut were lost with it.
+    if (session.closed) {
+      emit({ event: 'discarded', session: id, sequence_number: pdu.sequence_number });
+      return;
+    }
     if (!session.bound) {
       session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
       return;
