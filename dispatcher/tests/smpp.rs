@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{deliver_stream, deliverables, eventually, fast_config, layout, redis};
 use dispatcher::Dispatcher;
+use dispatcher::smpp::receipt::Receipt;
+use dispatcher::smpp::record::Recorded;
 use dispatcher::smpp::{Concatenation, ReceiptBook, SmppConfig, SmppProvider, SmppUrl};
 use fred::clients::Pool;
 use limiter::delivery::{DeliveryStatus, DeliveryStore};
@@ -574,6 +576,67 @@ async fn a_refusal_other_than_throttling_fails_the_message_at_once() {
     assert!(
         smsc.of("submit_sm").is_empty(),
         "never taken, never retried"
+    );
+    setup.shutdown.cancel();
+    setup.session.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_long_message_is_delivered_when_every_part_is_and_undelivered_when_one_is_not() {
+    let mut smsc = Smsc::start().await;
+    smsc.command(serde_json::json!({"cmd": "receipts", "form": "none"}))
+        .await;
+    let setup = setup(&smsc).await;
+    let long = |i: usize| (to(i), body(&format!("long {i} "), "abcdefghij", 200));
+    accept(&setup.pool, &setup.layout, &[long(0), long(1)]).await;
+    deliver_stream(&setup.dispatcher, &setup.pool, &setup.layout, 2).await;
+    assert_eq!(count_status(&setup, DeliveryStatus::Sent).await, 2);
+    let ids_of = |destination: &str| -> Vec<String> {
+        smsc.of("submit_sm")
+            .iter()
+            .filter(|s| s["destination_addr"] == destination)
+            .map(|s| s["message_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (ids_of("14155550000"), ids_of("14155550001"));
+    assert_eq!((first.len(), second.len()), (2, 2));
+    let book = ReceiptBook::new(setup.pool.clone(), DeliveryStore::new(setup.layout.clone()));
+    let receipt = |id: &str, state: &str| Receipt {
+        message_id: id.to_owned(),
+        state: state.to_owned(),
+        error: Some("000".into()),
+    };
+    assert_eq!(
+        book.record(&receipt(&first[0], "DELIVRD")).await.unwrap(),
+        Recorded::Ignored,
+        "one part of two delivered is not the message delivered"
+    );
+    assert_eq!(count_status(&setup, DeliveryStatus::Delivered).await, 0);
+    // The same receipt offered again counts once.
+    book.record(&receipt(&first[0], "DELIVRD")).await.unwrap();
+    assert_eq!(count_status(&setup, DeliveryStatus::Delivered).await, 0);
+    assert_eq!(
+        book.record(&receipt(&first[1], "DELIVRD")).await.unwrap(),
+        Recorded::Changed
+    );
+    assert_eq!(count_status(&setup, DeliveryStatus::Delivered).await, 1);
+    assert_eq!(
+        book.record(&receipt(&second[1], "UNDELIV")).await.unwrap(),
+        Recorded::Changed,
+        "one part undelivered makes the message undelivered"
+    );
+    assert_eq!(count_status(&setup, DeliveryStatus::Undelivered).await, 1);
+    assert_eq!(
+        book.record(&receipt(&second[0], "DELIVRD")).await.unwrap(),
+        Recorded::Ignored,
+        "a final status does not change again"
+    );
+    assert_eq!(
+        book.record(&receipt("no-such-id", "DELIVRD"))
+            .await
+            .unwrap(),
+        Recorded::NotYet,
+        "a receipt for a part not indexed (yet) waits"
     );
     setup.shutdown.cancel();
     setup.session.await.unwrap();
