@@ -70,6 +70,20 @@ ensure_twilio_sdks() {
   export SMSGATE_TWILIO_NODE_PATH="$node/node_modules"
 }
 
+# ensure_smsc: the npm `smpp` package (its server side) for the test SMSC that the smpp
+# provider's tests run (dispatcher/tests/smsc). Installed from its lock file under .local/ once.
+ensure_smsc() {
+  local src="$SMSGATE_ROOT/dispatcher/tests/smsc" dir="$SMSGATE_STATE/smsc"
+  if ! cmp -s "$src/package-lock.json" "$dir/package-lock.json" 2>/dev/null || [ ! -d "$dir/node_modules/smpp" ]; then
+    ensure_command npm npm
+    say "installing the npm smpp package (the test SMSC of the smpp provider's tests)"
+    mkdir -p "$dir"
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+  export SMSGATE_SMSC_NODE_PATH="$dir/node_modules"
+}
+
 free_port() {
   local port
   for _ in $(seq 1 50); do

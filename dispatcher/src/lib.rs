@@ -10,6 +10,7 @@
 //! - [`provider`]: the `Provider` trait every backend implements, and its error classes.
 //! - [`log`]: the default `log` provider (an outbox file; delivered at once).
 //! - [`twilio`]: Twilio's REST Messages API, and the `X-Twilio-Signature` check of its receipts.
+//! - [`smpp`]: SMPP 3.4 to an SMSC: windowed submit_sm, reconnects, deliver_sm receipts.
 //! - [`bucket`]: the Redis token bucket behind `SMSGATE_PROVIDER_TPS`.
 //! - [`dispatch`]: `Dispatcher`: admit, attempt, record, retry with backoff, expire.
 //! - [`callbacks`]: signed, SSRF-checked client callbacks with retries.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod log;
 pub mod provider;
 pub mod role;
+pub mod smpp;
 pub mod telemetry;
 pub mod twilio;
 

@@ -10,8 +10,11 @@ pub const PROVIDER_LATENCY: &str = "smsgate_provider_latency_seconds";
 pub const SCHEDULED: &str = "smsgate_delivery_scheduled";
 /// Counter: client status callbacks, by `result` (`answered`, `failed`, `refused`, `expired`).
 pub const CALLBACKS: &str = "smsgate_status_callbacks_total";
-/// Counter: Twilio receipts, by `result` (`recorded`, `ignored`, `forged`, `unknown`).
+/// Counter: provider receipts (Twilio's, SMPP deliver_sm), by `result` (`recorded`, `ignored`,
+/// `forged`, `unknown`, and for SMPP `part`: one part of a longer message delivered).
 pub const RECEIPTS: &str = "smsgate_provider_receipts_total";
+/// Gauge: 1 while the `smpp` provider has a bound session with its SMSC.
+pub const SMPP_BOUND: &str = "smsgate_smpp_bound";
 
 /// Creates every series at 0, so rates and alerts see the first event.
 pub fn describe(provider: &'static str) {

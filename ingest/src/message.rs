@@ -1,6 +1,7 @@
 //! Message bodies: what may be sent, and how many SMS segments it costs. GSM-7 text fits 160
 //! characters in one SMS (153 per part when split); anything else is sent as UCS-2, 70 UTF-16
-//! units in one SMS (67 per part).
+//! units in one SMS (67 per part). The count is `limiter::segments`, the same split the `smpp`
+//! provider submits.
 
 /// The longest message accepted, in characters: ten concatenated GSM-7 parts, as carriers allow.
 pub const MAX_CHARS: usize = 1_600;
@@ -68,36 +69,10 @@ impl Message {
     }
 }
 
-/// The GSM 03.38 basic character set (one septet each).
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-/// The GSM 03.38 extension table (an escape plus one septet: two each).
-const GSM7_EXTENDED: &str = "^{}\\[~]|€\u{000C}";
-
-/// Number of SMS segments `text` needs.
+/// Number of SMS segments `text` needs: the parts the `smpp` provider submits it as
+/// (`limiter::segments`, one implementation for both).
 pub fn segments(text: &str) -> u32 {
-    let septets: Option<usize> = text
-        .chars()
-        .map(|c| {
-            if GSM7_BASIC.contains(c) {
-                Some(1)
-            } else if GSM7_EXTENDED.contains(c) {
-                Some(2)
-            } else {
-                None
-            }
-        })
-        .sum();
-    let (units, single, part) = match septets {
-        Some(septets) => (septets, 160, 153),
-        None => (text.encode_utf16().count(), 70, 67),
-    };
-    let count = if units <= single {
-        1
-    } else {
-        units.div_ceil(part)
-    };
-    u32::try_from(count).unwrap_or(u32::MAX)
+    limiter::segments::segments(text)
 }
 
 #[cfg(test)]
@@ -105,27 +80,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gsm7_text_fits_160_then_153_per_part() {
-        assert_eq!(segments("hello"), 1);
-        assert_eq!(segments(&"a".repeat(160)), 1);
-        assert_eq!(segments(&"a".repeat(161)), 2);
-        assert_eq!(segments(&"a".repeat(306)), 2);
-        assert_eq!(segments(&"a".repeat(307)), 3);
-        // Extension characters take two septets.
-        assert_eq!(segments(&"€".repeat(80)), 1);
-        assert_eq!(segments(&"€".repeat(81)), 2);
-        assert_eq!(segments("Grüße? ¿Qué tal? Ça va"), 1);
-    }
-
-    #[test]
-    fn anything_else_is_ucs2_70_then_67_per_part() {
-        assert_eq!(segments(&"✓".repeat(70)), 1);
-        assert_eq!(segments(&"✓".repeat(71)), 2);
-        assert_eq!(segments(&"✓".repeat(134)), 2);
-        assert_eq!(segments(&"✓".repeat(135)), 3);
-        // An emoji is two UTF-16 units.
-        assert_eq!(segments(&"😀".repeat(35)), 1);
-        assert_eq!(segments(&"😀".repeat(36)), 2);
+    fn the_count_is_the_parts_a_provider_sends() {
+        // The split itself is tested in `limiter::segments`.
+        let long = Message::parse("a".repeat(161)).unwrap();
+        assert_eq!(long.segments(), 2);
+        assert_eq!(Message::parse("✓".repeat(70)).unwrap().segments(), 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
 //! - [`connection`]: Redis pools that reconnect forever and never retry a command.
+//! - [`segments`]: GSM 03.38 or UCS-2, and the concatenated parts a body is sent as.
 
 pub mod codec;
 pub mod connection;
@@ -32,6 +33,7 @@ pub mod model;
 pub mod policy;
 pub mod privacy;
 pub mod rules;
+pub mod segments;
 pub mod twilio;
 
 pub use event::{Event, Outcome};

@@ -158,8 +158,8 @@ impl Settings {
 /// Which provider delivers, how fast, for how long, and where status changes are reported.
 #[derive(Clone, Debug, Args)]
 pub struct DeliverySettings {
-    /// `log` (append to SMSGATE_OUTBOX, marked delivered) or `twilio`.
-    #[arg(long, env = "SMSGATE_PROVIDER", default_value = "log", value_parser = ["log", "twilio"])]
+    /// `log` (append to SMSGATE_OUTBOX, marked delivered), `twilio` or `smpp`.
+    #[arg(long, env = "SMSGATE_PROVIDER", default_value = "log", value_parser = ["log", "twilio", "smpp"])]
     pub provider: String,
     /// The `log` provider's file.
     #[arg(long, env = "SMSGATE_OUTBOX", default_value = "outbox.log")]
@@ -178,6 +178,25 @@ pub struct DeliverySettings {
         default_value = "https://api.twilio.com"
     )]
     pub twilio_base_url: String,
+    /// The SMSC of the `smpp` provider: `smpp://system_id:password@host:port`, with
+    /// `?system_type=…` when the SMSC wants one.
+    #[arg(long, env = "SMPP_URL", hide_env_values = true)]
+    pub smpp_url: Option<String>,
+    /// submit_sm outstanding at once on the SMPP session (and so the most that a lost
+    /// connection can make the SMSC receive twice).
+    #[arg(long, env = "SMPP_WINDOW", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub smpp_window: u32,
+    /// The SMPP sender when the client names none (a number or an alphanumeric id); empty
+    /// leaves it to the SMSC's account.
+    #[arg(long, env = "SMPP_FROM")]
+    pub smpp_from: Option<String>,
+    /// How the parts of a long SMPP message are marked: `udh` (a header in the message) or
+    /// `sar` (the sar_* TLVs, for SMSCs that build the header themselves).
+    #[arg(long, env = "SMPP_CONCATENATION", default_value = "udh", value_parser = ["udh", "sar"])]
+    pub smpp_concatenation: String,
+    /// How often an idle SMPP session is checked with enquire_link.
+    #[arg(long, env = "SMPP_ENQUIRE_LINK", default_value = "30s", value_parser = parse_interval)]
+    pub smpp_enquire_link: Duration,
     /// Sends a second to the provider, across every dispatcher replica.
     #[arg(long, env = "SMSGATE_PROVIDER_TPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub provider_tps: u32,

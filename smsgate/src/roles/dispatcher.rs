@@ -13,6 +13,7 @@ use axum::Router;
 use dispatcher::callbacks::{CallbackConfig, CallbackSender};
 use dispatcher::http::{DeliveryApi, TWILIO_STATUS_PATH, TwilioReceipts};
 use dispatcher::log::LogProvider;
+use dispatcher::smpp::{Concatenation, ReceiptBook, SmppConfig, SmppProvider, SmppUrl};
 use dispatcher::twilio::{Sender, TwilioConfig, TwilioProvider};
 use dispatcher::{Deliver, Dispatcher, DispatcherConfig, Provider};
 use eventlog::{Consumer, ConsumerConfig};
@@ -22,9 +23,37 @@ use limiter::delivery::DeliveryStore;
 use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
 use crate::cli::{DeliverySettings, Settings, given};
 
-/// The provider `settings` name, checked for the variables it needs.
-pub fn provider(settings: &DeliverySettings) -> anyhow::Result<Arc<dyn Provider>> {
+/// The provider `settings` name, checked for the variables it needs. The `smpp` provider's
+/// session runs among `ctx`'s tasks and unbinds on its shutdown.
+pub fn provider(
+    settings: &DeliverySettings,
+    ctx: &RoleContext,
+) -> anyhow::Result<Arc<dyn Provider>> {
     match settings.provider.as_str() {
+        "smpp" => {
+            let url = given(&settings.smpp_url).context(
+                "SMSGATE_PROVIDER=smpp needs SMPP_URL (smpp://system_id:password@host:port)",
+            )?;
+            let url = SmppUrl::parse(url)?;
+            let mut config = SmppConfig::new(url);
+            config.window =
+                usize::try_from(settings.smpp_window).unwrap_or(SmppConfig::DEFAULT_WINDOW);
+            config.from = given(&settings.smpp_from).cloned().unwrap_or_default();
+            config.concatenation = settings
+                .smpp_concatenation
+                .parse::<Concatenation>()
+                .map_err(anyhow::Error::msg)?;
+            config.enquire_link = settings.smpp_enquire_link;
+            let book =
+                ReceiptBook::new(ctx.redis.clone(), DeliveryStore::new(ctx.settings.layout()));
+            let (provider, session) = SmppProvider::start(config, book, ctx.shutdown.clone());
+            ctx.tasks.spawn(async move {
+                if let Err(e) = session.await {
+                    tracing::error!(error = %e, "SMPP session task failed");
+                }
+            });
+            Ok(provider)
+        }
         "twilio" => {
             let sid = given(&settings.twilio_account_sid)
                 .cloned()
@@ -95,7 +124,7 @@ pub fn public_routes(settings: &Settings, redis: Pool) -> Router {
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
     let delivery = &ctx.settings.delivery;
-    let provider = provider(delivery)?;
+    let provider = provider(delivery, ctx)?;
     dispatcher::telemetry::describe(provider.name());
     metrics::counter!("smsgate_dead_letters_total", "group" => dispatcher::GROUP).increment(0);
     let config = DispatcherConfig {
