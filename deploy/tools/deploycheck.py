@@ -48,9 +48,10 @@ REQUIRED_SERVICES = SMSGATE_ROLES | {
     "redis", "postgres", "proxy", "prometheus", "alertmanager", "grafana", "redis-exporter",
     "postgres-exporter",
 }
-# Secrets only some deployments need (the twilio provider's token) may default to empty;
-# every other secret is required. Neither may ever be a literal.
-OPTIONAL_SECRETS = {"TWILIO_AUTH_TOKEN", "SMSGATE_CALLBACK_SECRET"}
+# Secrets only some deployments need (the twilio provider's token, client callbacks, the
+# Twilio-compatible API) may default to empty: unset turns the feature off. Every other
+# secret is required. Neither may ever be a literal.
+OPTIONAL_SECRETS = {"TWILIO_AUTH_TOKEN", "SMSGATE_CALLBACK_SECRET", "SMSGATE_API_SECRET"}
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET|_PASS$", re.I)
 REQUIRED_PANELS = [
     "Request rate by outcome",
