@@ -1,4 +1,5 @@
 import { ErrorAlert } from '@/components/error-alert';
+import { ApiClientsPanel } from '@/features/api-clients/components/api-clients-panel';
 import { DeliveryPanel } from '@/features/delivery/components/delivery-panel';
 import { useStats } from '@/features/overview/api/get-stats';
 import { PerMinuteChart } from '@/features/overview/components/per-minute-chart';
@@ -36,6 +37,7 @@ export function Overview() {
             <TopClients clients={stats.data.top_clients} />
             <TopNumbers numbers={stats.data.top_numbers} />
             <PolicyPanels fallback={stats.data.policy} />
+            <ApiClientsPanel />
           </div>
         </>
       )}
