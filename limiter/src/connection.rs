@@ -91,16 +91,19 @@ pub fn cluster_url(url: &str) -> String {
     out
 }
 
-/// Deletes every key of `namespace` (`<namespace>:*`) on every primary, with `SCAN` so a busy
-/// Redis is never blocked. For test and benchmark namespaces; returns how many keys went.
-pub async fn drop_namespace(redis: &Client, namespace: &str) -> Result<usize, fred::error::Error> {
+/// Every key of `namespace` (`<namespace>:*`) on every primary, with `SCAN` so a busy Redis is
+/// never blocked. For tests, benchmarks and audits of what a namespace holds.
+pub async fn namespace_keys(
+    redis: &Client,
+    namespace: &str,
+) -> Result<Vec<String>, fred::error::Error> {
     let pattern = format!("{namespace}:*");
     let nodes: Vec<Option<Server>> = if redis.is_clustered() {
         redis.active_connections().into_iter().map(Some).collect()
     } else {
         vec![None]
     };
-    let mut dropped = 0;
+    let mut found = Vec::new();
     for node in nodes {
         let mut cursor = "0".to_owned();
         loop {
@@ -116,15 +119,23 @@ pub async fn drop_namespace(redis: &Client, namespace: &str) -> Result<usize, fr
                 Some(server) => redis.with_cluster_node(server).custom(scan, args).await?,
                 None => redis.custom(scan, args).await?,
             };
-            for key in keys {
-                // One key per command: on a cluster the keys of one page span slots.
-                dropped += redis.unlink::<usize, _>(key).await?;
-            }
+            found.extend(keys);
             if next == "0" {
                 break;
             }
             cursor = next;
         }
+    }
+    Ok(found)
+}
+
+/// Deletes every key of `namespace` ([`namespace_keys`]). For test and benchmark namespaces;
+/// returns how many keys went.
+pub async fn drop_namespace(redis: &Client, namespace: &str) -> Result<usize, fred::error::Error> {
+    let mut dropped = 0;
+    for key in namespace_keys(redis, namespace).await? {
+        // One key per command: on a cluster the keys of a namespace span slots.
+        dropped += redis.unlink::<usize, _>(key).await?;
     }
     Ok(dropped)
 }

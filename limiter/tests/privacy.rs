@@ -35,10 +35,10 @@ fn request(message: &'static str) -> SmsRequest<'static> {
 /// Every key under the namespace with all it holds as text (values, fields, members, stream
 /// entries read back raw, never a compressed DUMP): what Redis holds of the namespace.
 async fn everything(redis: &fred::clients::Client, layout: &Layout) -> Vec<(String, String)> {
-    use fred::types::{CustomCommand, Value};
-    let command = |name: &'static str| CustomCommand::new_static(name, None, false);
-    let keys: Vec<String> = redis
-        .custom(command("KEYS"), vec![format!("{}:*", layout.namespace())])
+    use fred::types::{ClusterHash, CustomCommand, Value};
+    let command =
+        |name: &'static str| CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+    let keys = limiter::connection::namespace_keys(redis, layout.namespace())
         .await
         .unwrap();
     let mut found = Vec::new();

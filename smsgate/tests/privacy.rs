@@ -10,7 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use fred::interfaces::ClientLike;
-use fred::types::{CustomCommand, Value};
+use fred::interfaces::KeysInterface;
+use fred::types::{ClusterHash, CustomCommand, Value};
 use limiter::StoreMessage;
 use smsgate::Roles;
 use sqlx::PgPool;
@@ -24,20 +25,14 @@ const TO: &str = "+14155550123";
 async fn redis_text(app: &TestApp) -> Vec<(String, String)> {
     let pool = app.redis().await;
     let redis = pool.next();
-    let command = |name: &'static str| CustomCommand::new_static(name, None, false);
-    let keys: Vec<String> = redis
-        .custom(
-            command("KEYS"),
-            vec![format!("{}:*", app.settings.namespace)],
-        )
+    let command =
+        |name: &'static str| CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+    let keys = limiter::connection::namespace_keys(redis, &app.settings.namespace)
         .await
         .unwrap();
     let mut all = Vec::new();
     for key in keys {
-        let kind: String = redis
-            .custom(command("TYPE"), vec![key.clone()])
-            .await
-            .unwrap();
+        let kind: String = redis.r#type(key.as_str()).await.unwrap();
         let (name, args): (&'static str, Vec<String>) = match kind.as_str() {
             "string" => ("GET", vec![key.clone()]),
             "hash" => ("HGETALL", vec![key.clone()]),
