@@ -247,7 +247,7 @@ async fn events(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let list = match params.get("outcome").map(String::as_str) {
-        None | Some("") => EventList::All,
+        None => EventList::All,
         Some("accepted") => EventList::Accepted,
         Some("rejected") => EventList::Violations,
         Some(_) => return Err(invalid("outcome", "must be `accepted` or `rejected`")),

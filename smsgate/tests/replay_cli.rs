@@ -298,6 +298,7 @@ async fn history_and_audit_routes_serve_the_archive_behind_the_admin_token() {
         ("/api/audit?ip=not-an-ip", "ip"),
         ("/api/audit?to=%2B1&limit=0", "limit"),
         ("/api/history?bucket=week", "bucket"),
+        ("/api/history?bucket=", "bucket"),
         ("/api/history?since=yesterday", "since"),
     ] {
         let bad = get(route, Some("test-admin-token-0123456789abcdef")).await;
