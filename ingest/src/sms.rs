@@ -207,16 +207,7 @@ async fn handle(
         message: message.as_str(),
         segments: message.segments(),
     };
-    // What the first request under a key was: the normalised fields, so another spelling of
-    // the same number is the same request.
-    let fingerprint = key.as_ref().map(|_| {
-        fred::util::sha1_hash(&format!(
-            "{}\u{0}{}\u{0}{}",
-            request.to,
-            request.from.unwrap_or(""),
-            request.message
-        ))
-    });
+    let fingerprint = key.as_ref().map(|_| fingerprint(None, &request));
     let context = Context {
         destination: Destination {
             country: to.country(),
@@ -229,22 +220,45 @@ async fn handle(
         status_callback: status_callback.as_ref().map(StatusCallback::as_str),
         ..Context::default()
     };
+    let decision = decide(state, &request, &context)
+        .await
+        .map_err(|e| match e {
+            LimiterError::Disconnected | LimiterError::Redis(_) => {
+                ApiError::unavailable(format_args!("redis unavailable, refusing to send: {e}"))
+            }
+            LimiterError::Reply(_) => ApiError::Internal(e.to_string()),
+            LimiterError::IdempotencyConflict => ApiError::Unprocessable {
+                errors: vec![FieldError::new("Idempotency-Key", e)],
+            },
+        })?;
+    Ok(respond(&decision, &to, message.segments()))
+}
+
+/// What a repeat under an `Idempotency-Key` must match: the normalised fields (another spelling
+/// of the same number is the same request), after `scope` when keys belong to one API client.
+pub(crate) fn fingerprint(scope: Option<&str>, request: &SmsRequest<'_>) -> String {
+    let scope = scope.map(|s| format!("{s}\u{0}")).unwrap_or_default();
+    fred::util::sha1_hash(&format!(
+        "{scope}{}\u{0}{}\u{0}{}",
+        request.to,
+        request.from.unwrap_or(""),
+        request.message
+    ))
+}
+
+/// Decides `request` under the policy in force (a SIGHUP swaps it atomically), timing the script.
+pub(crate) async fn decide(
+    state: &IngestState,
+    request: &SmsRequest<'_>,
+    context: &Context<'_>,
+) -> Result<Decision, LimiterError> {
     let limiter = state.limiter.load();
     let started = Instant::now();
     let decision = limiter
-        .decide_with(state.redis.next_connected(), &request, &context)
+        .decide_with(state.redis.next_connected(), request, context)
         .await;
     metrics::histogram!(SCRIPT_DURATION).record(started.elapsed().as_secs_f64());
-    let decision = decision.map_err(|e| match e {
-        LimiterError::Disconnected | LimiterError::Redis(_) => {
-            ApiError::unavailable(format_args!("redis unavailable, refusing to send: {e}"))
-        }
-        LimiterError::Reply(_) => ApiError::Internal(e.to_string()),
-        LimiterError::IdempotencyConflict => ApiError::Unprocessable {
-            errors: vec![FieldError::new("Idempotency-Key", e)],
-        },
-    })?;
-    Ok(respond(&decision, &to, message.segments()))
+    decision
 }
 
 /// Over the limit is a 413; a body cut off or too slow to arrive (the server's body timeout)

@@ -34,7 +34,7 @@ use crate::callback::StatusCallback;
 use crate::message::{Message, MessageError};
 use crate::phone::PhoneNumber;
 use crate::sms::{MAX_BODY_BYTES, idempotency_key, parse_sender};
-use crate::telemetry::{REQUESTS, SCRIPT_DURATION};
+use crate::telemetry::REQUESTS;
 
 /// The header in which an API client names the end user a message is for.
 pub const END_USER_IP: HeaderName = HeaderName::from_static("x-smsgate-end-user-ip");
@@ -387,15 +387,9 @@ async fn create(
         segments: message.segments(),
     };
     // The API client is part of what a repeat must match: two clients' keys never collide.
-    let fingerprint = key.as_ref().map(|_| {
-        fred::util::sha1_hash(&format!(
-            "{}\u{0}{}\u{0}{}\u{0}{}",
-            client.account_sid,
-            request.to,
-            request.from.unwrap_or(""),
-            request.message
-        ))
-    });
+    let fingerprint = key
+        .as_ref()
+        .map(|_| crate::sms::fingerprint(Some(&client.account_sid), &request));
     let scoped_key = key.as_ref().map(|k| format!("{}:{k}", client.account_sid));
     let context = Context {
         destination: Destination {
@@ -410,38 +404,34 @@ async fn create(
         api_client: Some(&client.account_sid),
         ip_unattributed,
     };
-    let limiter = state.limiter.load();
-    let started = std::time::Instant::now();
-    let decision = limiter
-        .decide_with(state.redis.next_connected(), &request, &context)
-        .await;
-    metrics::histogram!(SCRIPT_DURATION).record(started.elapsed().as_secs_f64());
-    let decision = decision.map_err(|e| match e {
-        LimiterError::Disconnected | LimiterError::Redis(_) => {
-            tracing::warn!(error = %e, "redis unavailable; refusing an API client's message");
-            TwilioError {
-                retry_after: Some(1),
-                ..TwilioError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::UNAVAILABLE,
-                    "Service unavailable, refusing to send; retry shortly",
+    let decision = crate::sms::decide(state, &request, &context)
+        .await
+        .map_err(|e| match e {
+            LimiterError::Disconnected | LimiterError::Redis(_) => {
+                tracing::warn!(error = %e, "redis unavailable; refusing an API client's message");
+                TwilioError {
+                    retry_after: Some(1),
+                    ..TwilioError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        codes::UNAVAILABLE,
+                        "Service unavailable, refusing to send; retry shortly",
+                    )
+                }
+            }
+            LimiterError::Reply(_) => {
+                tracing::error!(error = %e, "the decision script answered unexpectedly");
+                TwilioError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    codes::INTERNAL,
+                    "Internal server error",
                 )
             }
-        }
-        LimiterError::Reply(_) => {
-            tracing::error!(error = %e, "the decision script answered unexpectedly");
-            TwilioError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::INTERNAL,
-                "Internal server error",
-            )
-        }
-        LimiterError::IdempotencyConflict => TwilioError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            codes::INVALID_PARAMETER,
-            "This Idempotency-Key was used with a different request",
-        ),
-    })?;
+            LimiterError::IdempotencyConflict => TwilioError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::INVALID_PARAMETER,
+                "This Idempotency-Key was used with a different request",
+            ),
+        })?;
     respond(
         client,
         &decision,
