@@ -1,16 +1,28 @@
 //! `smsgate bench`: a load generator in the spirit of redis-benchmark and pgbench.
 //!
-//! It drives `POST /api/sms` over N keep-alive HTTP/1.1 connections for a fixed time over a
-//! key space of destination numbers, then, in the same run, drives the very same Lua script
-//! straight at Redis (EVALSHA through `RateLimiter`, same concurrency, same key space), and
-//! prints both with the API's throughput as a ratio of the Redis-only baseline. Without
-//! `--url` it starts an ingest server in this process on a free port with a fresh namespace;
-//! with several (`--url http://a,http://b`) the connections are spread over them evenly, to
-//! measure ingest replicas side by side. `REDIS_URL` may name a Redis Cluster; `--partitions`
-//! spreads the key space over that many streams (and so over the cluster's primaries).
+//! It drives `POST /api/sms` over N keep-alive HTTP/1.1 connections for a fixed time, then, in
+//! the same run, drives the very same decision straight at Redis (EVALSHA through
+//! `RateLimiter`, same concurrency, same clients), then a plain sliding-log script doing the
+//! same checks and XADD (`baseline.lua`, the floor). It prints each phase's throughput and
+//! latency, the API's throughput as a ratio of the Redis-only decision, and what each request
+//! cost in CPU on each side: the server process's own time from `/proc/<pid>/stat`, and Redis's
+//! from `INFO cpu`, both per request.
+//!
+//! Clients are (IP, number) pairs: request k goes to `+14152` and six digits of k, from
+//! `10.x.y.z` spelled from k (sent as `X-Forwarded-For`, which the server trusts from loopback),
+//! so rules keyed on the number, the source or both all see many clients. `--distinct` makes
+//! every request a new client (all accepted under any sane policy); otherwise requests pick
+//! from `--keys` clients at random, which soon fills their quotas.
+//!
+//! Without `--url` the server is a child `smsgate ingest` process (this binary) on a free port
+//! and a fresh namespace, so its CPU is its own; with several (`--url http://a,http://b`) the
+//! connections are spread over running servers evenly and only Redis's CPU is reported.
+//! `REDIS_URL` may name a Redis Cluster (CPU is then not reported: INFO is per node);
+//! `--partitions` spreads the clients over that many streams.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -22,16 +34,16 @@ use limiter::{Layout, Outcome, Policy, RateLimiter, Ruleset, SmsRequest};
 use rand::Rng;
 use tokio::net::TcpStream;
 
+mod cpu;
 mod dispatch;
 
-use crate::app::{App, Roles};
-use crate::cli::Settings;
+use cpu::Cpu;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// The HTTP API, then the Redis-only baseline, and their ratio.
     Api,
-    /// Only the Redis-only baseline (EVALSHA of the decision script).
+    /// Only the Redis-only phases: the decision script, then the plain sliding-log baseline.
     Script,
     /// The archiver: `--events` pre-filled on a stream drained into Postgres (a scratch
     /// database on the `DATABASE_URL` server), then the same rows via plain `COPY`, and their ratio.
@@ -58,9 +70,12 @@ pub struct BenchArgs {
     /// Seconds per phase.
     #[arg(long, short = 'd', default_value_t = 10)]
     pub duration: u64,
-    /// Distinct destination numbers (clients) the requests spread over.
+    /// Distinct clients (IP and number) the requests spread over.
     #[arg(long, short = 'k', default_value_t = 10_000)]
     pub keys: u32,
+    /// Every request a new client (up to 1,000,000 per phase, then they repeat).
+    #[arg(long)]
+    pub distinct: bool,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     #[arg(long, env = "SMSGATE_LIMITS", default_value = Policy::DEFAULT, value_parser = Policy::parse)]
@@ -97,6 +112,10 @@ pub struct PhaseReport {
     pub errors: u64,
     /// Sorted request latencies in microseconds.
     pub latencies_us: Vec<u32>,
+    /// CPU seconds the server process used during the phase (a child `smsgate ingest` only).
+    pub server_cpu: Option<f64>,
+    /// CPU seconds Redis used during the phase (one Redis only).
+    pub redis_cpu: Option<f64>,
 }
 
 impl PhaseReport {
@@ -112,6 +131,11 @@ impl PhaseReport {
         f64::from(self.latencies_us[rank]) / 1000.0
     }
 
+    /// CPU µs per request of `seconds` used over this phase.
+    fn per_request_us(&self, seconds: Option<f64>) -> Option<f64> {
+        seconds.map(|s| s * 1e6 / (self.requests.max(1) as f64))
+    }
+
     fn merge(&mut self, other: PhaseReport) {
         self.requests += other.requests;
         self.accepted += other.accepted;
@@ -120,18 +144,87 @@ impl PhaseReport {
         self.latencies_us.extend(other.latencies_us);
     }
 
-    fn line(&self, name: &str) -> String {
+    const HEADER: [&str; 10] = [
+        "phase",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "accepted",
+        "rejected",
+        "errors",
+        "srv µs",
+        "redis µs",
+    ];
+
+    fn header() -> String {
+        let h = Self::HEADER;
         format!(
-            "{name:<8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>7}",
+            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8}",
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
+        )
+    }
+
+    fn line(&self, name: &str) -> String {
+        let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        format!(
+            "{name:<8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>7} {:>8} {:>8}",
             self.per_second(),
             self.percentile_ms(50.0),
             self.percentile_ms(99.0),
             self.percentile_ms(99.9),
             self.accepted,
             self.rejected,
-            self.errors
+            self.errors,
+            us(self.per_request_us(self.server_cpu)),
+            us(self.per_request_us(self.redis_cpu)),
         )
     }
+}
+
+/// Which client a request comes from: a random one of `keys`, or a new one each time.
+#[derive(Clone, Debug)]
+struct Traffic {
+    keys: u32,
+    next: Arc<AtomicU32>,
+    distinct: bool,
+}
+
+impl Traffic {
+    fn new(args: &BenchArgs) -> Self {
+        Self {
+            keys: args.keys.max(1),
+            next: Arc::new(AtomicU32::new(0)),
+            distinct: args.distinct,
+        }
+    }
+
+    fn pick(&self) -> u32 {
+        if self.distinct {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            rand::rng().random_range(0..self.keys)
+        }
+    }
+
+    /// The same traffic again from its first client (each phase sees the same clients).
+    fn restart(&self) -> Self {
+        Self {
+            next: Arc::new(AtomicU32::new(0)),
+            ..self.clone()
+        }
+    }
+}
+
+/// Client `key`'s destination: +1 415 2xx xxxx, a valid NANP range, one number per key.
+fn number(key: u32) -> String {
+    format!("+14152{:06}", key % 1_000_000)
+}
+
+/// Client `key`'s source address, 10.x.y.z.
+fn source(key: u32) -> Ipv4Addr {
+    let [_, x, y, z] = (key % 1_000_000).to_be_bytes();
+    Ipv4Addr::new(10, x, y, z)
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -150,36 +243,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => crate::cli::load_rules(path)?,
         None => Ruleset::seed(args.limits.clone()),
     };
+    let traffic = Traffic::new(&args);
     println!(
-        "smsgate bench: {} connections, {} s per phase, {} keys, policy {} ({} rules), {} partition(s), redis {}",
+        "smsgate bench: {} connections, {} s per phase, {}, policy {} ({} rules), {} partition(s), redis {}",
         args.connections,
         args.duration,
-        args.keys,
+        if args.distinct {
+            "every request a new client".to_owned()
+        } else {
+            format!("{} clients", args.keys)
+        },
         rules,
         rules.rules().len(),
         args.partitions,
         args.redis_url
     );
-    println!(
-        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
-        "phase", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "accepted", "rejected", "errors"
-    );
+    let redis = reachable_redis(&args.redis_url, 4).await?;
+    let cpu = Cpu::new(&redis);
+    println!("{}", PhaseReport::header());
     let duration = Duration::from_secs(args.duration);
     let api = if args.mode == Mode::Api {
-        let (addrs, server) = match args.url.as_slice() {
+        let api_namespace = format!("{namespace}-api");
+        let (addrs, mut server) = match args.url.as_slice() {
             [] => {
-                let mut settings = Settings::defaults();
-                settings.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-                settings.redis_url = args.redis_url.clone();
-                settings.namespace = format!("{namespace}-api");
-                settings.limits = args.limits.clone();
-                settings.policy_file = args.policy_file.clone();
-                settings.partitions = args.partitions;
-                let app = App::build(settings, Roles::INGEST).await?;
-                let addr = app.local_addr();
-                let stop = app.shutdown_token();
-                tokio::spawn(app.run_until_stopped(std::future::pending()));
-                (vec![addr], Some(stop))
+                let (addr, child) = spawn_ingest(&args, &api_namespace).await?;
+                (vec![addr], Some(child))
             }
             urls => (
                 urls.iter()
@@ -188,29 +276,109 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 None,
             ),
         };
-        let report = http_phase(&addrs, args.connections, duration, args.keys).await?;
+        let pid = server.as_ref().map(std::process::Child::id);
+        let before = cpu.read(pid).await?;
+        let mut report = http_phase(&addrs, args.connections, duration, traffic.restart()).await?;
+        (report.server_cpu, report.redis_cpu) = cpu.read(pid).await?.since(&before);
         println!("{}", report.line("api"));
-        if let Some(stop) = server {
-            stop.cancel();
+        if let Some(child) = &mut server {
+            child.kill().ok();
+            child.wait().ok();
         }
         Some(report)
     } else {
         None
     };
-    let script = script_phase(&args, rules, layout, duration).await?;
+    let before = cpu.read(None).await?;
+    let mut script = script_phase(
+        &redis,
+        &args,
+        rules.clone(),
+        layout.clone(),
+        duration,
+        traffic.restart(),
+    )
+    .await?;
+    script.redis_cpu = cpu.read(None).await?.since(&before).1;
     println!("{}", script.line("script"));
+    let baseline_layout = Layout::new(format!("{namespace}-baseline"), args.partitions);
+    let before = cpu.read(None).await?;
+    let event = sample_event(&redis, &layout).await?;
+    let mut baseline = baseline_phase(
+        &redis,
+        &args,
+        &rules,
+        &baseline_layout,
+        event,
+        duration,
+        traffic.restart(),
+    )
+    .await?;
+    baseline.redis_cpu = cpu.read(None).await?.since(&before).1;
+    println!("{}", baseline.line("baseline"));
     if let Some(api) = api {
         println!(
             "api/script throughput ratio: {:.2}",
             api.per_second() / script.per_second().max(f64::EPSILON)
         );
     }
+    let redis_per = |r: &PhaseReport| r.per_request_us(r.redis_cpu);
+    if let (Some(decision), Some(floor)) = (redis_per(&script), redis_per(&baseline)) {
+        println!(
+            "redis CPU per decision, script/baseline: {:.2}",
+            decision / floor.max(f64::EPSILON)
+        );
+    }
     // The run leaves hundreds of thousands of events behind; they are of no further use.
-    let redis = limiter::connection::connect(&args.redis_url, 1, Duration::from_secs(5)).await?;
-    for ns in [namespace.clone(), format!("{namespace}-api")] {
+    for ns in [
+        namespace.clone(),
+        format!("{namespace}-api"),
+        format!("{namespace}-baseline"),
+    ] {
         limiter::connection::drop_namespace(redis.next(), &ns).await?;
     }
     Ok(())
+}
+
+/// A child `smsgate ingest` (this binary) on a free port, trusting loopback's
+/// `X-Forwarded-For`, once it answers.
+async fn spawn_ingest(
+    args: &BenchArgs,
+    namespace: &str,
+) -> anyhow::Result<(SocketAddr, std::process::Child)> {
+    use std::process::{Command, Stdio};
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("ingest")
+        .env("REDIS_URL", &args.redis_url)
+        .env("SMSGATE_NAMESPACE", namespace)
+        .env("SMSGATE_PARTITIONS", args.partitions.to_string())
+        .env("SMSGATE_LISTEN", addr.to_string())
+        .env("SMSGATE_LIMITS", args.limits.to_string())
+        .env("SMSGATE_TRUSTED_PROXIES", "127.0.0.1")
+        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
+        .env("RUST_LOG", "warn")
+        .env_remove("SMSGATE_ADMIN_TOKEN")
+        .env_remove("SMSGATE_POLICY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(path) = &args.policy_file {
+        command.env("SMSGATE_POLICY", path);
+    }
+    let mut child = command.spawn().context("starting `smsgate ingest`")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).await.is_err() {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("`smsgate ingest` exited before it listened: {status}");
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "`smsgate ingest` did not listen within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((addr, child))
 }
 
 /// A pool of `size` connections to `url`, or an error when Redis does not answer.
@@ -287,22 +455,23 @@ fn parse_addr(url: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--url must be http://<ip>:<port>, got {url}"))
 }
 
-fn number(key: u32) -> String {
-    // +1 415 2xx xxxx: a valid NANP range, one number per key.
-    format!("+14152{:06}", key % 1_000_000)
-}
-
 /// `connections` workers spread round-robin over `addrs`.
 async fn http_phase(
     addrs: &[SocketAddr],
     connections: usize,
     duration: Duration,
-    keys: u32,
+    traffic: Traffic,
 ) -> anyhow::Result<PhaseReport> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
-        .map(|i| tokio::spawn(http_worker(addrs[i % addrs.len()], deadline, keys)))
+        .map(|i| {
+            tokio::spawn(http_worker(
+                addrs[i % addrs.len()],
+                deadline,
+                traffic.clone(),
+            ))
+        })
         .collect();
     let mut total = PhaseReport::default();
     for worker in workers {
@@ -316,7 +485,7 @@ async fn http_phase(
 async fn http_worker(
     addr: SocketAddr,
     deadline: Instant,
-    keys: u32,
+    traffic: Traffic,
 ) -> anyhow::Result<PhaseReport> {
     let stream = TcpStream::connect(addr)
         .await
@@ -326,12 +495,14 @@ async fn http_worker(
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(connection);
     let mut report = PhaseReport::default();
+    let host = addr.to_string();
     while Instant::now() < deadline {
-        let key = rand::rng().random_range(0..keys.max(1));
+        let key = traffic.pick();
         let body = format!(r#"{{"to":"{}","message":"bench"}}"#, number(key));
         let request = Request::post("/api/sms")
-            .header("host", addr.to_string())
+            .header("host", &host)
             .header("content-type", "application/json")
+            .header("x-forwarded-for", source(key).to_string())
             .body(Full::new(Bytes::from(body)))?;
         let sent = Instant::now();
         let status = match sender.send_request(request).await {
@@ -356,39 +527,33 @@ async fn http_worker(
     Ok(report)
 }
 
-async fn script_phase(
-    args: &BenchArgs,
-    rules: Ruleset,
-    layout: Layout,
+/// Runs `one` (one request of client `key`, true when accepted) from `connections` tasks until
+/// `duration` is over.
+async fn redis_phase<F, Fut>(
+    connections: usize,
     duration: Duration,
-) -> anyhow::Result<PhaseReport> {
-    let redis = reachable_redis(&args.redis_url, 4).await?;
-    let limiter = Arc::new(RateLimiter::with_rules(rules, layout));
-    limiter.load(redis.next()).await?;
+    traffic: Traffic,
+    one: F,
+) -> anyhow::Result<PhaseReport>
+where
+    F: Fn(u32) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<bool>> + Send,
+{
     let deadline = Instant::now() + duration;
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.connections)
+    let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (redis, limiter, keys) = (redis.clone(), limiter.clone(), args.keys.max(1));
+            let (one, traffic) = (one.clone(), traffic.clone());
             tokio::spawn(async move {
                 let mut report = PhaseReport::default();
-                let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
                 while Instant::now() < deadline {
-                    let to = number(rand::rng().random_range(0..keys));
-                    let request = SmsRequest {
-                        ip,
-                        to: &to,
-                        from: None,
-                        message: "bench",
-                        segments: 1,
-                    };
                     let sent = Instant::now();
-                    let decision = limiter.decide(redis.next(), &request).await;
+                    let accepted = one(traffic.pick()).await;
                     report.latencies_us.push(elapsed_us(sent));
                     report.requests += 1;
-                    match decision.map(|d| d.outcome) {
-                        Ok(Outcome::Accepted) => report.accepted += 1,
-                        Ok(Outcome::Rejected | Outcome::Blocked) => report.rejected += 1,
+                    match accepted {
+                        Ok(true) => report.accepted += 1,
+                        Ok(false) => report.rejected += 1,
                         Err(_) => report.errors += 1,
                     }
                 }
@@ -403,6 +568,105 @@ async fn script_phase(
     total.elapsed = started.elapsed();
     total.latencies_us.sort_unstable();
     Ok(total)
+}
+
+/// The decision script through `RateLimiter`, as ingest calls it, with no HTTP in between.
+async fn script_phase(
+    redis: &fred::clients::Pool,
+    args: &BenchArgs,
+    rules: Ruleset,
+    layout: Layout,
+    duration: Duration,
+    traffic: Traffic,
+) -> anyhow::Result<PhaseReport> {
+    let limiter = Arc::new(RateLimiter::with_rules(rules, layout));
+    limiter.load(redis.next()).await?;
+    let redis = redis.clone();
+    redis_phase(args.connections, duration, traffic, move |key| {
+        let (redis, limiter) = (redis.clone(), limiter.clone());
+        async move {
+            let to = number(key);
+            let request = SmsRequest {
+                ip: IpAddr::V4(source(key)),
+                to: &to,
+                from: None,
+                message: "bench",
+                segments: 1,
+            };
+            let decision = limiter.decide(redis.next(), &request).await?;
+            Ok(decision.outcome == Outcome::Accepted)
+        }
+    })
+    .await
+}
+
+/// The plain sliding-log script: each rule's quota per number, the same windows, an event of
+/// the size the decision script writes.
+const BASELINE_LUA: &str = include_str!("bench/baseline.lua");
+
+async fn baseline_phase(
+    redis: &fred::clients::Pool,
+    args: &BenchArgs,
+    rules: &Ruleset,
+    layout: &Layout,
+    event: Bytes,
+    duration: Duration,
+    traffic: Traffic,
+) -> anyhow::Result<PhaseReport> {
+    use fred::interfaces::LuaInterface;
+    use fred::types::Value;
+    let sha: String = redis.next().script_load_cluster(BASELINE_LUA).await?;
+    let mut windows = vec![Value::from(rules.rules().len().to_string())];
+    for rule in rules.rules() {
+        windows.push(Value::from(rule.limits.windows().len().to_string()));
+        for w in rule.limits.windows() {
+            windows.push(Value::from(w.limit.to_string()));
+            windows.push(Value::from(w.duration_micros().to_string()));
+        }
+    }
+    let (redis, rule_count) = (redis.clone(), rules.rules().len());
+    let (layout, windows, sha) = (Arc::new(layout.clone()), Arc::new(windows), Arc::new(sha));
+    redis_phase(args.connections, duration, traffic, move |key| {
+        let (redis, layout, windows, sha, event) = (
+            redis.clone(),
+            layout.clone(),
+            windows.clone(),
+            sha.clone(),
+            event.clone(),
+        );
+        async move {
+            let to = number(key);
+            let partition = layout.partition_of(&to);
+            let mut keys = vec![layout.stream(partition)];
+            keys.extend((0..rule_count).map(|r| layout.key(partition, &format!("q{r}:{to}"))));
+            let mut argv = vec![
+                Value::Bytes(event),
+                Value::from(uuid::Uuid::now_v7().to_string()),
+            ];
+            argv.extend(windows.iter().cloned());
+            let accepted: i64 = redis.next().evalsha(sha.as_str(), keys, argv).await?;
+            Ok(accepted == 1)
+        }
+    })
+    .await
+}
+
+/// The first event the decision script wrote on `layout`'s streams, for the baseline to
+/// append events of the very same size.
+async fn sample_event(redis: &fred::clients::Pool, layout: &Layout) -> anyhow::Result<Bytes> {
+    use fred::interfaces::StreamsInterface;
+    for stream in layout.streams() {
+        let entries: Vec<(String, std::collections::HashMap<String, Bytes>)> =
+            redis.next().xrange(&stream, "-", "+", Some(1)).await?;
+        if let Some(event) = entries
+            .into_iter()
+            .next()
+            .and_then(|(_, mut fields)| fields.remove(limiter::codec::EVENT_FIELD))
+        {
+            return Ok(event);
+        }
+    }
+    anyhow::bail!("the script phase recorded no event to copy")
 }
 
 fn elapsed_us(since: Instant) -> u32 {

@@ -20,6 +20,7 @@ use axum::routing::post;
 use limiter::{Layout, Policy, RateLimiter, SmsRequest};
 use tokio::sync::Mutex;
 
+use super::cpu::process_cpu;
 use super::{BenchArgs, uuid_suffix};
 
 /// What the endpoint saw: every request, and when the first and the last came.
@@ -187,24 +188,4 @@ fn spawn_dispatcher(args: &BenchArgs, namespace: &str, base_url: &str) -> anyhow
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting `smsgate dispatcher`")
-}
-
-/// The unit of `/proc/<pid>/stat`'s times: Linux's USER_HZ, 100 on every architecture smsgate
-/// runs on (it is not the kernel's CONFIG_HZ).
-const USER_HZ: f64 = 100.0;
-
-/// User + system CPU seconds the process has used (`/proc/<pid>/stat`, fields 14 and 15).
-fn process_cpu(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after it are after the last ')'.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // fields[0] is field 3 (state): utime is field 14, stime field 15.
-    Ok((ticks(11) + ticks(12)) / USER_HZ)
 }
