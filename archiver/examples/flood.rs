@@ -123,9 +123,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let redis_after = namespace_bytes(&redis, &layout).await?;
     let server_after = used_memory(&redis).await?;
 
-    let database = format!("smsgate_flood_{unique}");
-    let options = PgConnectOptions::from_str(&server)?.database(&database);
-    let pg = archiver::store::connect_with(options.clone()).await?;
+    // Dropped with the scratch database at the end.
+    let database = testkit::Database::on(&server);
+    let options = PgConnectOptions::from_str(&database.url)?;
+    let pg = archiver::connect_with(options).await?;
     let size = "SELECT coalesce(sum(pg_total_relation_size(oid)), 0)::bigint FROM pg_class \
                 WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace \
                 AND relname <> '_sqlx_migrations'";
@@ -163,7 +164,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     println!("redis after archiving and trimming: {redis_trimmed} bytes for the namespace");
     pg.close().await;
-    archiver::store::drop_database(&options).await?;
+    drop(database);
     limiter::connection::drop_namespace(&redis, layout.namespace()).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The archiver's configuration. The binary builds it from `SMSGATE_ARCHIVE_INTERVAL` and
-//! friends; the library never reads the environment.
+//! friends; the library never reads the environment. Crash tests need no hook here: they
+//! stop the process from outside (a held table lock, a paused Redis) and observe where it is.
 
 use std::time::Duration;
 
@@ -30,9 +31,6 @@ pub struct ArchiverConfig {
     pub retry_max: Duration,
     /// How long each kind of event is archived (`SMSGATE_RETENTION`).
     pub retention: crate::retention::Retention,
-    /// Fault injection for crash tests: sleep at a point of the batch so a test can SIGKILL
-    /// the process there. `None` in production.
-    pub pause: Option<FaultPause>,
 }
 
 impl Default for ArchiverConfig {
@@ -49,64 +47,6 @@ impl Default for ArchiverConfig {
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             retention: crate::retention::Retention::default(),
-            pause: None,
         }
-    }
-}
-
-/// A point inside one batch where a fault-injection pause can happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultPoint {
-    /// Entries are read (and pending on this consumer) but nothing is inserted yet.
-    AfterRead,
-    /// The Postgres transaction has committed but nothing is acked yet.
-    AfterInsert,
-}
-
-/// Sleep `duration` at `point` in every batch (see [`ArchiverConfig::pause`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FaultPause {
-    pub point: FaultPoint,
-    pub duration: Duration,
-}
-
-impl FaultPause {
-    /// Parses `after-read:2000` / `after-insert:2000` (milliseconds), the format of the
-    /// binary's `SMSGATE_FAULT_PAUSE`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (point, millis) = text.split_once(':')?;
-        let point = match point.trim() {
-            "after-read" => FaultPoint::AfterRead,
-            "after-insert" => FaultPoint::AfterInsert,
-            _ => return None,
-        };
-        let millis: u64 = millis.trim().parse().ok()?;
-        Some(Self {
-            point,
-            duration: Duration::from_millis(millis),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fault_pauses_parse_and_refuse_garbage() {
-        assert_eq!(
-            FaultPause::parse("after-insert:2000"),
-            Some(FaultPause {
-                point: FaultPoint::AfterInsert,
-                duration: Duration::from_secs(2)
-            })
-        );
-        assert_eq!(
-            FaultPause::parse("after-read:5").map(|p| p.point),
-            Some(FaultPoint::AfterRead)
-        );
-        assert_eq!(FaultPause::parse("after-ack:5"), None);
-        assert_eq!(FaultPause::parse("after-read"), None);
-        assert_eq!(FaultPause::parse("after-read:x"), None);
     }
 }

@@ -62,21 +62,6 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Ar
     Ok(())
 }
 
-/// Drops the database `options` names (closing its other sessions), from the maintenance
-/// database. For scratch databases (benchmarks, tests).
-pub async fn drop_database(options: &PgConnectOptions) -> Result<(), ArchiverError> {
-    let Some(name) = options.get_database().map(str::to_owned) else {
-        return Ok(());
-    };
-    let mut conn = options.clone().database("postgres").connect().await?;
-    let drop = format!(
-        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-        name.replace('"', "\"\"")
-    );
-    conn.execute(sqlx::AssertSqlSafe(drop)).await?;
-    Ok(())
-}
-
 const INSERT: &str = r#"
 INSERT INTO sms_events
     (id, stream_id, partition, at, at_us, ip, "to", "from", message, segments, outcome,

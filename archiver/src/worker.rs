@@ -26,7 +26,7 @@ use limiter::Layout;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ArchiverConfig, FaultPoint};
+use crate::config::ArchiverConfig;
 use crate::entry::Row;
 use crate::error::ArchiverError;
 use crate::metrics as m;
@@ -70,7 +70,6 @@ impl Role for Archive {
 
     #[tracing::instrument(skip_all, fields(partition = batch.partition, batch = batch.entries.len()))]
     async fn apply(&self, batch: &Batch) -> Result<Verdict, ApplyError> {
-        self.pause(FaultPoint::AfterRead).await;
         let mut verdict = Verdict::ack_rest();
         let mut rows = Vec::with_capacity(batch.entries.len());
         let mut archived = Vec::with_capacity(batch.entries.len());
@@ -120,7 +119,6 @@ impl Role for Archive {
         };
         metrics::histogram!(m::INSERT_DURATION).record(started.elapsed().as_secs_f64());
         metrics::counter!(m::EVENTS_ARCHIVED).increment(inserted);
-        self.pause(FaultPoint::AfterInsert).await;
         Ok(verdict.applied(inserted))
     }
 }
@@ -131,13 +129,6 @@ impl Archive {
     fn forget_partitions_after(&self, e: &ArchiverError) {
         if e.is_missing_partition() {
             self.partitions.forget();
-        }
-    }
-
-    async fn pause(&self, point: FaultPoint) {
-        if let Some(pause) = self.config.pause.filter(|p| p.point == point) {
-            tracing::warn!(?point, duration = ?pause.duration, "fault injection: pausing");
-            tokio::time::sleep(pause.duration).await;
         }
     }
 }

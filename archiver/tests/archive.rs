@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use archiver::entry::Row;
-use archiver::{Outcome, store};
+use archiver::Row;
+use archiver::{Outcome, insert_rows};
 use chrono::{DateTime, Utc};
 use common::Harness;
 use eventlog::From;
@@ -102,7 +102,7 @@ async fn a_crash_after_insert_before_ack_is_redelivered_without_duplicates() {
         })
         .collect();
     assert_eq!(
-        store::insert_rows(&h.pg, &archiver::retention::Partitions::new(), &rows)
+        insert_rows(&h.pg, &archiver::Partitions::new(), &rows)
             .await
             .unwrap(),
         600
@@ -389,7 +389,7 @@ async fn the_stream_is_trimmed_after_archiving_but_never_below_another_groups_ne
 
 #[tokio::test]
 async fn while_postgres_is_down_nothing_is_acked_or_trimmed_and_all_arrives_after() {
-    let server = common::pg_server::PgServer::start();
+    let server = common::PgServer::start();
     let h = Harness::on(&server.url(), 1).await;
     h.decide(500).await;
     let archiver = h.archiver(h.config("a"));

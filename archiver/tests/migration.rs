@@ -9,7 +9,7 @@ mod common;
 use std::str::FromStr;
 use std::time::Instant;
 
-use archiver::store::MIGRATOR;
+use archiver::MIGRATOR;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, PgPool};
 
@@ -37,9 +37,9 @@ const STATUS_COLUMNS: &str = r#"id, message_id, stream_id, partition, at, "to", 
 
 #[tokio::test]
 async fn a_filled_archive_of_100_000_rows_moves_into_partitions_without_losing_one() {
-    let base = common::database_base_url();
+    let base = testkit::database_server_url();
     let name = format!("smsgate_test_{}", uuid::Uuid::now_v7().simple());
-    let options = PgConnectOptions::from_str(&common::url_with_database(&base, &name)).unwrap();
+    let options = PgConnectOptions::from_str(&testkit::url_with_database(&base, &name)).unwrap();
     let mut admin = options
         .clone()
         .database("postgres")

@@ -34,8 +34,11 @@ use limiter::{Layout, Outcome, Policy, RateLimiter, Ruleset, SmsRequest};
 use rand::Rng;
 use tokio::net::TcpStream;
 
+pub mod archive;
 mod cpu;
 mod dispatch;
+pub mod replay;
+mod scratch;
 
 use cpu::Cpu;
 
@@ -393,15 +396,14 @@ async fn reachable_redis(url: &str, size: usize) -> anyhow::Result<fred::clients
     Ok(redis)
 }
 
-/// `--mode archive`: see `archiver::bench`.
+/// `--mode archive`: see [`archive`].
 async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
     let redis = reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode archive: {} events", args.events);
-    let report =
-        archiver::bench::run_in_scratch_database(&redis, &args.database_url, &layout, args.events)
-            .await
-            .context("archive benchmark")?;
+    let report = archive::run_in_scratch_database(&redis, &args.database_url, &layout, args.events)
+        .await
+        .context("archive benchmark")?;
     println!(
         "archive  {:>10.0} events/s ({} events in {:.2?})",
         report.archive_rate(),
@@ -418,12 +420,12 @@ async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--mode replay`: see `archiver::replay_bench`.
+/// `--mode replay`: see [`replay`].
 async fn replay_phase(args: &BenchArgs) -> anyhow::Result<()> {
     let redis = reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode replay: {} events", args.events);
-    let report = archiver::replay_bench::run_in_scratch_database(
+    let report = replay::run_in_scratch_database(
         &redis,
         &args.database_url,
         &layout,

@@ -98,6 +98,11 @@ pub struct Settings {
     pub test_numbers: TestNumbers,
     #[arg(long, env = "SMSGATE_ARCHIVE_INTERVAL", default_value = "10m", value_parser = parse_interval)]
     pub archive_interval: Duration,
+    /// How long an entry must sit pending on another archiver before this one claims it (that
+    /// consumer is presumed dead). `0` lets `archiver --once` take over a crashed run at once;
+    /// a restarted process resumes its own entries at once either way (stable consumer names).
+    #[arg(long, env = "SMSGATE_ARCHIVE_CLAIM_IDLE", default_value = "60s", value_parser = parse_interval)]
+    pub archive_claim_idle: Duration,
     /// Prefix of every Redis key.
     #[arg(long, env = "SMSGATE_NAMESPACE", default_value = limiter::Layout::DEFAULT_NAMESPACE)]
     pub namespace: String,

@@ -15,7 +15,7 @@
 //! - [`openapi`]: the OpenAPI document, generated from every crate's handlers.
 //! - [`dashboard`]: the built React dashboard at `/`.
 //! - [`roles`]: how each role is started inside `App`.
-//! - [`replay`]: `smsgate replay` and `smsgate audit`, wired to the archiver's reader and auditor.
+//! - [`replay`]: `smsgate replay` and `smsgate audit`, wired to the ledger's reader and auditor.
 //! - [`bench`]: `smsgate bench`, the load generator and its Redis-only baseline.
 
 pub mod app;

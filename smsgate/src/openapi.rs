@@ -84,7 +84,7 @@ pub fn document(roles: Roles) -> utoipa::openapi::OpenApi {
         doc.merge(projector::api::ApiDoc::openapi());
     }
     if roles.archiver {
-        doc.merge(archiver::http::ApiDoc::openapi());
+        doc.merge(ledger::ApiDoc::openapi());
     }
     doc
 }

@@ -1,5 +1,5 @@
-//! `smsgate replay` and `smsgate audit`: the command lines, wired to the archiver's replay
-//! reader, auditor and what-if model. The logic lives in the `archiver` crate.
+//! `smsgate replay` and `smsgate audit`: the command lines, wired to the ledger's replay
+//! reader, auditor and what-if model. The logic lives in the `ledger` crate.
 //!
 //! Times (`--since`, `--until`) are RFC 3339 (`2026-11-28T07:00:00Z`) or a span back from now
 //! (`90s`, `15m`, `1h`, `7d`).
@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use archiver::audit::{Auditor, WhatIf};
-use archiver::json::{event_json, table_header, table_line};
-use archiver::replay::{Filter, Replay, ReplayOptions};
 use archiver::{Kind, RetainedFrom};
 use clap::{Args, ValueEnum};
 use fred::clients::Pool;
+use ledger::{
+    Auditor, Filter, Replay, ReplayOptions, WhatIf, event_json, table_header, table_line,
+};
 use limiter::{Outcome, Ruleset};
 use sqlx::PgPool;
 

@@ -9,7 +9,7 @@ mod archiver_support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use archiver_support::{Env, Process, counts, eventually, free_port, pg_server::PgServer};
+use archiver_support::{Env, PgServer, Process, counts, eventually, free_port};
 
 async fn metric(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
     let text = http

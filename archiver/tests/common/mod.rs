@@ -4,86 +4,45 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod pg_server;
+#[allow(unused_imports)]
+pub use testkit::{PgServer, redis, redis_url};
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use archiver::{Archiver, ArchiverConfig};
 use fred::clients::{Client, Pool};
-use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::interfaces::StreamsInterface;
 use limiter::{Event, Layout, Policy, RateLimiter, SmsRequest, codec};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor, PgPool};
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub fn database_base_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub async fn redis() -> Pool {
-    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-        .await
-        .expect("redis url");
-    assert!(
-        limiter::connection::is_up(&pool),
-        "Redis is not reachable at {}",
-        redis_url()
-    );
-    pool
-}
-
-/// `base` (`postgres://user@host:port/db?params`) with its database replaced by `name`.
-pub fn url_with_database(base: &str, name: &str) -> String {
-    let (head, query) = base.split_once('?').map_or((base, ""), |(h, q)| (h, q));
-    let authority_starts = head.find("://").map_or(0, |i| i + 3);
-    let server = match head[authority_starts..].find('/') {
-        Some(i) => &head[..authority_starts + i],
-        None => head,
-    };
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{server}/{name}{query}")
-}
+use sqlx::PgPool;
+use testkit::Database;
 
 pub struct Harness {
     pub redis: Pool,
     pub layout: Layout,
     pub pg: PgPool,
     pub database_url: String,
-    db_name: String,
-    base_url: String,
+    database: Database,
 }
 
 impl Harness {
     pub async fn new(partitions: u16) -> Self {
-        Self::on(&database_base_url(), partitions).await
+        Self::on(&testkit::database_server_url(), partitions).await
     }
 
     /// A harness whose database lives on the Postgres server at `base_url`.
     pub async fn on(base_url: &str, partitions: u16) -> Self {
-        let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
-        let db_name = format!("smsgate_test_{}", uuid::Uuid::now_v7().simple());
-        let database_url = url_with_database(base_url, &db_name);
-        let pg = archiver::connect_postgres(&database_url)
+        let database = Database::on(base_url);
+        let pg = archiver::connect_postgres(&database.url)
             .await
             .expect("postgres reachable and the database created");
         Self {
             redis: redis().await,
-            layout: Layout::new(namespace, partitions),
+            layout: Layout::new(testkit::namespace(), partitions),
             pg,
-            database_url,
-            db_name,
-            base_url: base_url.to_owned(),
+            database_url: database.url.clone(),
+            database,
         }
     }
 
@@ -230,38 +189,12 @@ impl Harness {
 }
 
 impl Drop for Harness {
+    // The database drops itself after this (a field); the namespace is removed here.
     fn drop(&mut self) {
-        let (base, db, namespace) = (
-            self.base_url.clone(),
-            self.db_name.clone(),
-            self.layout.namespace().to_owned(),
-        );
-        // Drop runs outside async (and maybe while panicking): clean up on a runtime of our own.
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = PgConnectOptions::from_str(&base).unwrap().connect().await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-                let pool = redis().await;
-                let keys: Vec<String> = pool
-                    .next()
-                    .eval(
-                        "return redis.call('KEYS', ARGV[1])",
-                        Vec::<String>::new(),
-                        vec![format!("{namespace}:*")],
-                    )
-                    .await
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: () = pool.next().del(key).await.unwrap_or(());
-                }
-            });
+        let namespace = self.layout.namespace().to_owned();
+        testkit::block_on_cleanup(async move {
+            let pool = redis().await;
+            testkit::drop_namespace(pool.next(), &namespace).await;
         });
-        let _ = cleanup.join();
     }
 }

@@ -6,46 +6,29 @@
 //! drains everything there is and runs the retention step (`SMSGATE_RETENTION`: partitions
 //! ahead created, those past retention dropped), then exits, non-zero if it could not.
 //!
-//! Two environment variables exist for operations and tests rather than everyday use:
-//! - `SMSGATE_ARCHIVE_CLAIM_IDLE` (default `60s`): how long an entry must sit pending on
-//!   another consumer before it is claimed; `0` lets `--once` take over a crashed run at once.
-//! - `SMSGATE_FAULT_PAUSE` (`after-read:<ms>` or `after-insert:<ms>`): fault injection; every
-//!   batch sleeps at that point, so crash tests can SIGKILL the process exactly there.
+//! How long entries of a dead archiver wait before another claims them is
+//! `SMSGATE_ARCHIVE_CLAIM_IDLE` (see `cli`).
 
 use std::time::Duration;
 
 use anyhow::Context;
-use archiver::{Archiver, ArchiverConfig, FaultPause};
+use archiver::{Archiver, ArchiverConfig};
 use sqlx::postgres::PgPoolOptions;
 
 use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
 use crate::cli::Settings;
 
-fn config(settings: &Settings, consumer: &str) -> anyhow::Result<ArchiverConfig> {
-    let mut config = ArchiverConfig {
+fn config(settings: &Settings, consumer: &str) -> ArchiverConfig {
+    ArchiverConfig {
         interval: settings.archive_interval,
+        claim_idle: settings.archive_claim_idle,
         consumer: consumer.to_owned(),
         retention: settings.retention.clone(),
         ..ArchiverConfig::default()
-    };
-    if let Ok(text) = std::env::var("SMSGATE_ARCHIVE_CLAIM_IDLE") {
-        config.claim_idle = limiter::policy::parse_duration(&text)
-            .or_else(|| text.parse().ok().map(Duration::from_secs))
-            .with_context(|| format!("SMSGATE_ARCHIVE_CLAIM_IDLE: `{text}` is not a duration"))?;
     }
-    if let Ok(text) = std::env::var("SMSGATE_FAULT_PAUSE") {
-        let pause = FaultPause::parse(&text).with_context(|| {
-            format!("SMSGATE_FAULT_PAUSE: `{text}` is not after-read:<ms> or after-insert:<ms>")
-        })?;
-        tracing::warn!(?pause, "fault injection enabled");
-        config.pause = Some(pause);
-    }
-    Ok(config)
 }
 
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
-    // Checked now so a bad setting stops the start; the real name comes from Redis below.
-    config(&ctx.settings, "")?;
     archiver::metrics::register();
     let url = ctx.settings.database_url.clone();
     // Lazy: `/readyz` and the archive routes see Postgres come and go; nothing blocks on it.
@@ -78,19 +61,20 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
                 }
             }
         }
-        match config(&settings, &name.name) {
-            Ok(config) => {
-                let worker = Archiver::new(redis.clone(), worker_pg, layout, config);
-                if let Err(e) = worker.run_until_stopped(shutdown).await {
-                    tracing::error!(error = %e, "archiver stopped");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "archiver not started"),
+        let worker = Archiver::new(
+            redis.clone(),
+            worker_pg,
+            layout,
+            config(&settings, &name.name),
+        );
+        if let Err(e) = worker.run_until_stopped(shutdown).await {
+            tracing::error!(error = %e, "archiver stopped");
         }
         release_consumer_name(&redis, &name).await;
     });
     Ok(RoleParts {
-        operator_routes: archiver::router(archiver::ArchiveApi {
+        // The read side is served where the archive is written, so `/readyz` checks the one pool.
+        operator_routes: ledger::router(ledger::LedgerApi {
             pg: pg.clone(),
             redis: ctx.redis.clone(),
             layout: ctx.settings.layout(),
@@ -101,7 +85,6 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
 
 /// `smsgate archiver --once`.
 pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
-    config(settings, "")?;
     let redis = limiter::connection::connect(&settings.redis_url, 2, Duration::from_secs(5))
         .await
         .with_context(|| format!("invalid REDIS_URL {}", settings.redis_url))?;
@@ -117,7 +100,7 @@ pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
     let name = consumer_name(&redis, &layout, archiver::GROUP, &Default::default())
         .await
         .context("acquiring a consumer name")?;
-    let worker = Archiver::new(redis.clone(), pg, layout, config(settings, &name.name)?);
+    let worker = Archiver::new(redis.clone(), pg, layout, config(settings, &name.name));
     let report = worker.drain().await.context("archiving");
     release_consumer_name(&redis, &name).await;
     let report = report?;

@@ -7,8 +7,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use archiver::replay::{Replay, ReplayOptions};
 use futures::TryStreamExt;
+use ledger::{Replay, ReplayOptions};
 use projector::{ApiState, LiveFeed, Projector, ProjectorConfig, Retention};
 
 use super::{RoleContext, RoleParts, consumer_name, release_consumer_name};
@@ -43,7 +43,7 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
 }
 
 /// `smsgate projector --rebuild`: resets the projections, recomputes them from the archive and
-/// the stream's tail (the archiver's replay reader: every event once, in stream order per
+/// the stream's tail (the ledger's replay reader: every event once, in stream order per
 /// partition) and points the `projector` group after the last rebuilt entry. Run it with
 /// projectors stopped.
 pub async fn rebuild(settings: &Settings) -> anyhow::Result<()> {

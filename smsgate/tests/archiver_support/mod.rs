@@ -4,37 +4,18 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-#[path = "../../../archiver/tests/common/pg_server.rs"]
-pub mod pg_server;
+#[allow(unused_imports)]
+pub use testkit::{PgServer, Process, database_server_url, free_port, redis_url};
 
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Pool;
-use fred::interfaces::{KeysInterface, LuaInterface, StreamsInterface};
+use fred::interfaces::StreamsInterface;
 use fred::types::Value;
 use limiter::{Layout, Policy, RateLimiter, SmsRequest};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor, PgPool};
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub fn database_server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use sqlx::PgPool;
 
 pub struct Env {
     pub namespace: String,
@@ -42,8 +23,8 @@ pub struct Env {
     pub redis: Pool,
     /// The test database's URL (created by the first smsgate process that starts).
     pub database_url: String,
-    server_url: String,
-    db_name: String,
+    /// The Redis this environment's processes use (`REDIS_URL`, or a private server's).
+    pub redis_url: String,
 }
 
 impl Env {
@@ -59,26 +40,19 @@ impl Env {
     }
 
     pub async fn on(server_url: &str, partitions: u16) -> Self {
-        let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+        Self::with_redis(server_url, &redis_url(), partitions).await
+    }
+
+    /// An environment whose processes use the Redis at `redis_url` (e.g. a `PrivateRedis`).
+    pub async fn with_redis(server_url: &str, redis_url: &str, partitions: u16) -> Self {
+        let namespace = testkit::namespace();
         let db_name = format!("smsgate_test_{}", uuid::Uuid::now_v7().simple());
-        let options = PgConnectOptions::from_str(server_url).unwrap();
-        let database_url = format!(
-            "postgres://{}@{}:{}/{db_name}",
-            options.get_username(),
-            options.get_host(),
-            options.get_port()
-        );
-        let redis = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert!(limiter::connection::is_up(&redis), "redis is not reachable");
         Self {
             layout: Layout::new(namespace.clone(), partitions),
             namespace,
-            redis,
-            database_url,
-            server_url: server_url.to_owned(),
-            db_name,
+            redis: testkit::redis_at(redis_url).await,
+            database_url: testkit::url_with_database(server_url, &db_name),
+            redis_url: redis_url.to_owned(),
         }
     }
 
@@ -87,14 +61,13 @@ impl Env {
         let mut command = Command::new(env!("CARGO_BIN_EXE_smsgate"));
         command
             .args(args)
-            .env("REDIS_URL", redis_url())
+            .env("REDIS_URL", &self.redis_url)
             .env("DATABASE_URL", &self.database_url)
             .env("SMSGATE_NAMESPACE", &self.namespace)
             .env("SMSGATE_PARTITIONS", self.layout.partitions().to_string())
             .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
             .env("SMSGATE_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env_remove("SMSGATE_ADMIN_TOKEN")
-            .env_remove("SMSGATE_FAULT_PAUSE")
             .env_remove("SMSGATE_ARCHIVE_CLAIM_IDLE")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -184,67 +157,25 @@ pub async fn counts(pg: &PgPool) -> (i64, i64) {
 }
 
 /// Polls `check` every 50 ms for up to `timeout`; panics with `what` if it never holds.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    assert!(
+        testkit::eventually(timeout, check).await,
+        "timed out waiting for: {what}"
+    );
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let (server, db, namespace) = (
-            self.server_url.clone(),
-            self.db_name.clone(),
-            self.namespace.clone(),
-        );
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = PgConnectOptions::from_str(&server).unwrap().connect().await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-                let Ok(pool) =
-                    limiter::connection::connect(&redis_url(), 1, Duration::from_secs(2)).await
-                else {
-                    return;
-                };
-                let keys: Vec<String> = pool
-                    .next()
-                    .eval(
-                        "return redis.call('KEYS', ARGV[1])",
-                        Vec::<String>::new(),
-                        vec![format!("{namespace}:*")],
-                    )
-                    .await
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: () = pool.next().del(key).await.unwrap_or(());
-                }
-            });
+        let url = self.database_url.clone();
+        let (namespace, redis) = (self.namespace.clone(), self.redis_url.clone());
+        testkit::block_on_cleanup(async move {
+            testkit::drop_database(&url).await;
+            let pool = testkit::redis_at(&redis).await;
+            testkit::drop_namespace(pool.next(), &namespace).await;
         });
-        let _ = cleanup.join();
-    }
-}
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-pub struct Process(pub Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

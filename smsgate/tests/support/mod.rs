@@ -7,59 +7,23 @@
 
 pub mod projections;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use fred::clients::Client;
 use fred::clients::Pool;
 use fred::interfaces::StreamsInterface;
 use fred::types::streams::XReadResponse;
 use limiter::{Event, Layout, codec};
 use smsgate::{App, Roles, Settings};
+#[allow(unused_imports)]
+pub use testkit::{
+    PrivateRedis, cluster_url, database_server_url, drop_namespace, free_port, partitions,
+    redis_url,
+};
 use tokio_util::sync::CancellationToken;
 
 /// An admin token the server takes as one (16 characters or more, not an example value).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The Postgres server tests use; each test gets a database of its own on it.
-pub fn database_server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// The Redis Cluster of the cluster tests (`SMSGATE_CLUSTER_URL`, set by `scripts/test` from
-/// `scripts/cluster.sh start`), or `None` with the reason printed: those tests then pass
-/// without checking anything, which the output says.
-pub fn cluster_url() -> Option<String> {
-    let url = std::env::var("SMSGATE_CLUSTER_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "SKIPPED: SMSGATE_CLUSTER_URL is not set; start a cluster with `scripts/cluster.sh start DIR` and set it to the URL printed"
-        );
-    }
-    url
-}
-
-/// `default`, or `SMSGATE_TEST_PARTITIONS` for a test written for several partitions.
-pub fn partitions(default: u16) -> u16 {
-    let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
-    match configured.and_then(|p| p.parse().ok()) {
-        Some(n) if default > 1 => n,
-        _ => default,
-    }
-}
-
-/// Deletes every key of `namespace`, on every primary.
-pub async fn drop_namespace(redis: &Client, namespace: &str) {
-    let _ = limiter::connection::drop_namespace(redis, namespace).await;
-}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -169,9 +133,7 @@ impl TestApp {
         self.stop.cancel();
         // Give the app's workers their moment to let go of the database before it is dropped.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(options) = self.settings.database_url.parse() {
-            let _ = archiver::store::drop_database(&options).await;
-        }
+        testkit::drop_database(&self.settings.database_url).await;
         let pool = self.redis().await;
         drop_namespace(pool.next(), &self.settings.namespace).await;
     }
@@ -201,70 +163,4 @@ pub async fn expect_problem(
         assert_eq!(problem["errors"][0]["field"], field, "{name}: {problem}");
     }
     problem
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server of the test's own, on a free port, that the test may kill and restart.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("smsgate-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Self {
-            port,
-            dir,
-            child: None,
-        };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (the test script installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../archiver/tests/common/mod.rs"]
 mod common;
 
 #[tokio::test]
@@ -13,7 +14,7 @@ async fn the_archive_benchmark_archives_everything_and_reports_a_ratio() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
-    let report = archiver::bench::run(&h.redis, &h.pg, &h.layout, events)
+    let report = smsgate::bench::archive::run(&h.redis, &h.pg, &h.layout, events)
         .await
         .unwrap();
     println!("{report}");

@@ -6,18 +6,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../archiver/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use archiver::audit::Auditor;
-use archiver::history::{self, Bucket};
-use archiver::replay::{Replay, ReplayOptions};
 use archiver::{Kind, RetainedFrom, Retention};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use common::Harness;
 use fred::interfaces::StreamsInterface;
+use ledger::{Auditor, Bucket, Replay, ReplayOptions};
 use limiter::delivery::{DeliveryStatus, StatusEvent, encode_status};
 use limiter::event::SCHEMA_VERSION;
 use limiter::model::Model;
@@ -283,9 +282,16 @@ async fn maintenance_drops_only_days_past_retention_and_readers_report_the_gap()
     );
 
     // History names the gap instead of showing quiet days.
-    let volumes = history::history(&h.pg, Bucket::Day, now - TimeDelta::days(100), now)
-        .await
-        .unwrap();
+    let volumes = ledger::history(
+        &h.pg,
+        &h.redis,
+        &h.layout,
+        Bucket::Day,
+        now - TimeDelta::days(100),
+        now,
+    )
+    .await
+    .unwrap();
     let not_held: Vec<Kind> = volumes.not_held.iter().map(|n| n.kind).collect();
     assert_eq!(not_held, vec![Kind::Accepted, Kind::Rejected]);
     assert_eq!(volumes.retained_from.len(), 4);

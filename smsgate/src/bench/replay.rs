@@ -8,21 +8,19 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::str::FromStr;
+
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
+use archiver::{Kind, Partitions};
 use fred::clients::Pool;
+use ledger::{Auditor, Replay, ReplayOptions, event_json};
 use limiter::model::Model;
 use limiter::{Layout, Outcome, Policy};
 use sqlx::PgPool;
-use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
-use crate::audit::Auditor;
-use crate::error::ArchiverError;
-use crate::json::event_json;
-use crate::replay::{Replay, ReplayOptions};
-use crate::retention::{Kind, Partitions};
+use super::scratch::Scratch;
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -89,7 +87,7 @@ pub async fn run(
     pg: &PgPool,
     layout: &Layout,
     events: u64,
-) -> Result<ReplayBenchReport, ArchiverError> {
+) -> anyhow::Result<ReplayBenchReport> {
     let started = Instant::now();
     fill(pg, layout, events).await?;
     let fill = started.elapsed();
@@ -100,17 +98,14 @@ pub async fn run(
     let mut sink = std::io::BufWriter::new(std::io::sink());
     let mut replayed = 0_u64;
     while let Some(item) = replay.next().await? {
-        serde_json::to_writer(&mut sink, &event_json(&item))
-            .map_err(|e| ArchiverError::Reply(e.to_string()))?;
+        serde_json::to_writer(&mut sink, &event_json(&item))?;
         let _ = sink.write_all(b"\n");
         replayed += 1;
     }
     let replay = started.elapsed();
     let after_replay = peak_rss_kib();
     if replayed != events {
-        return Err(ArchiverError::Reply(format!(
-            "replayed {replayed} of {events} events"
-        )));
+        return Err(anyhow!("replayed {replayed} of {events} events"));
     }
 
     let started = Instant::now();
@@ -133,27 +128,23 @@ pub async fn run(
     })
 }
 
-/// [`run`] in a scratch database `<database>_replay_<uuid>` on the server of `database_url`,
-/// dropped afterwards unless `keep` (then its name is logged, for timing the CLI against it).
+/// [`run`] in a scratch database (see [`Scratch`]), dropped afterwards unless `keep` (then its
+/// name is logged, for timing the CLI against it).
 pub async fn run_in_scratch_database(
     redis: &Pool,
     database_url: &str,
     layout: &Layout,
     events: u64,
     keep: bool,
-) -> Result<ReplayBenchReport, ArchiverError> {
-    let options = PgConnectOptions::from_str(database_url)?;
-    let base = options.get_database().unwrap_or("smsgate").to_owned();
-    let name = format!("{base}_replay_{}", Uuid::now_v7().simple());
-    let scratch = options.clone().database(&name);
-    let pg = crate::store::connect_with(scratch.clone()).await?;
-    let report = run(redis, &pg, layout, events).await;
-    pg.close().await;
+) -> anyhow::Result<ReplayBenchReport> {
+    let scratch = Scratch::create(database_url, "replay").await?;
+    let report = run(redis, &scratch.pg, layout, events).await;
     if keep {
-        tracing::info!(database = %name, "benchmark database kept");
-        println!("kept the benchmark database {name}");
+        tracing::info!(database = %scratch.name, "benchmark database kept");
+        println!("kept the benchmark database {}", scratch.name);
+        scratch.pg.close().await;
     } else {
-        crate::store::drop_database(&scratch).await?;
+        scratch.drop().await?;
     }
     report
 }
@@ -164,7 +155,7 @@ const STEP_US: i64 = 5_000;
 
 /// Writes `events` events decided by the default policy's model with `COPY`, streamed in
 /// chunks so the generator's memory stays flat too.
-pub async fn fill(pg: &PgPool, layout: &Layout, events: u64) -> Result<(), ArchiverError> {
+pub async fn fill(pg: &PgPool, layout: &Layout, events: u64) -> anyhow::Result<()> {
     let policy = Policy::default();
     let policy_text = policy.to_string();
     let mut model = Model::new(policy);
@@ -205,7 +196,7 @@ pub async fn fill(pg: &PgPool, layout: &Layout, events: u64) -> Result<(), Archi
         } else {
             (ms, 0)
         };
-        let at = crate::json::rfc3339_micros(at_us);
+        let at = limiter::json::rfc3339_micros(at_us);
         let from = if i % 3 == 0 { "Acme" } else { "\\N" };
         let _ = writeln!(
             text,

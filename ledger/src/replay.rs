@@ -37,7 +37,7 @@ use sqlx::{PgPool, Row as _};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::error::ArchiverError;
+use crate::error::LedgerError;
 
 static PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replay_page.lua")));
 
@@ -146,11 +146,11 @@ impl Replay {
     }
 
     /// The next event in order, `None` at the end (not following).
-    pub async fn next(&mut self) -> Result<Option<Replayed>, ArchiverError> {
+    pub async fn next(&mut self) -> Result<Option<Replayed>, LedgerError> {
         loop {
             let redis = self.redis.next().clone();
             if !redis.is_connected() {
-                return Err(ArchiverError::RedisDown);
+                return Err(LedgerError::RedisDown);
             }
             for p in 0..self.parts.len() {
                 if self.heads[p].is_some() {
@@ -192,7 +192,7 @@ impl Replay {
 
     /// Waits until an entry newer than each partition's position arrives, or a while passes:
     /// one blocking XREAD on one Redis, polling XREADs on a cluster (see `read_waiting`).
-    async fn wait_for_new(&self, redis: &Client) -> Result<(), ArchiverError> {
+    async fn wait_for_new(&self, redis: &Client) -> Result<(), LedgerError> {
         let streams: Vec<String> = self.parts.iter().map(|p| p.stream.clone()).collect();
         let groups = read_groups(redis.is_clustered(), &streams);
         let positions: Vec<String> = self
@@ -222,7 +222,7 @@ impl Replay {
     }
 
     /// The reader as a `Stream` of events.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Replayed, ArchiverError>> {
+    pub fn into_stream(self) -> impl Stream<Item = Result<Replayed, LedgerError>> {
         futures::stream::try_unfold(self, |mut replay| async move {
             Ok(replay.next().await?.map(|item| (item, replay)))
         })
@@ -243,7 +243,7 @@ struct PartitionReader {
     archive_done: bool,
     /// Where the next archive page starts (exclusive).
     archive_after: StreamId,
-    archive_ahead: Option<JoinHandle<Result<Vec<Replayed>, ArchiverError>>>,
+    archive_ahead: Option<JoinHandle<Result<Vec<Replayed>, LedgerError>>>,
     stream_buf: VecDeque<Replayed>,
     /// The newest id read from the stream.
     stream_after: Option<StreamId>,
@@ -283,7 +283,7 @@ impl PartitionReader {
         &mut self,
         redis: &Client,
         filter: &Filter,
-    ) -> Result<Option<Replayed>, ArchiverError> {
+    ) -> Result<Option<Replayed>, LedgerError> {
         loop {
             if self.stream_buf.is_empty() && !self.stream_drained {
                 self.read_stream_page(redis).await?;
@@ -342,7 +342,7 @@ impl PartitionReader {
         }
     }
 
-    async fn read_stream_page(&mut self, redis: &Client) -> Result<(), ArchiverError> {
+    async fn read_stream_page(&mut self, redis: &Client) -> Result<(), LedgerError> {
         let start = self
             .stream_after
             .map_or_else(|| "-".to_owned(), |after| format!("({after}"));
@@ -354,10 +354,10 @@ impl PartitionReader {
             )
             .await?;
         let Value::Array(mut parts) = reply else {
-            return Err(ArchiverError::Reply("replay page: not an array".into()));
+            return Err(LedgerError::Reply("replay page: not an array".into()));
         };
         if parts.len() != 2 {
-            return Err(ArchiverError::Reply("replay page: not two parts".into()));
+            return Err(LedgerError::Reply("replay page: not two parts".into()));
         }
         let page = parts.swap_remove(1);
         let first = parts[0].as_string().unwrap_or_default();
@@ -414,14 +414,14 @@ impl PartitionReader {
         self.archive_after = self.last.unwrap_or_default();
     }
 
-    async fn read_archive_page(&mut self) -> Result<(), ArchiverError> {
+    async fn read_archive_page(&mut self) -> Result<(), LedgerError> {
         let ahead = match self.archive_ahead.take() {
             Some(ahead) => ahead,
             None => self.spawn_page(self.archive_after),
         };
         let rows = match ahead.await {
             Ok(rows) => rows?,
-            Err(e) => return Err(ArchiverError::Reply(format!("archive reader task: {e}"))),
+            Err(e) => return Err(LedgerError::Reply(format!("archive reader task: {e}"))),
         };
         self.archive_done = rows.len() < ARCHIVE_PAGE;
         if let Some(last) = rows.last() {
@@ -434,14 +434,14 @@ impl PartitionReader {
         Ok(())
     }
 
-    fn spawn_page(&self, after: StreamId) -> JoinHandle<Result<Vec<Replayed>, ArchiverError>> {
+    fn spawn_page(&self, after: StreamId) -> JoinHandle<Result<Vec<Replayed>, LedgerError>> {
         let (pg, sql) = (self.pg.clone(), self.sql.clone());
         tokio::spawn(async move { sql.page(&pg, after).await })
     }
 }
 
-fn unreachable_empty() -> ArchiverError {
-    ArchiverError::Reply("replay: a source emptied between peek and take".into())
+fn unreachable_empty() -> LedgerError {
+    LedgerError::Reply("replay: a source emptied between peek and take".into())
 }
 
 /// The archive page query of one partition with the filter pushed down (only the conditions
@@ -508,7 +508,7 @@ impl ArchiveQuery {
         }
     }
 
-    async fn page(&self, pg: &PgPool, after: StreamId) -> Result<Vec<Replayed>, ArchiverError> {
+    async fn page(&self, pg: &PgPool, after: StreamId) -> Result<Vec<Replayed>, LedgerError> {
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str()))
             .bind(self.partition)
@@ -534,8 +534,8 @@ impl ArchiveQuery {
 }
 
 /// An archive row (selected as [`EVENT_COLUMNS`]) as a replayed event.
-pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, ArchiverError> {
-    let bad = |what: &str| ArchiverError::Reply(format!("archived row: {what} out of range"));
+pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<Replayed, LedgerError> {
+    let bad = |what: &str| LedgerError::Reply(format!("archived row: {what} out of range"));
     let stream_id: StreamId = row.try_get::<&str, _>(0)?.parse()?;
     let outcome = match row.try_get::<&str, _>(8)? {
         "accepted" => Outcome::Accepted,

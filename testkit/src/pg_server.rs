@@ -1,8 +1,6 @@
 //! A private PostgreSQL server for fault tests: its own data directory and a free port, run as
 //! the `postgres` OS user (postgres refuses to run as root), stopped and deleted on drop.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

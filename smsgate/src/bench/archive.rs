@@ -6,20 +6,17 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
+use archiver::{Archiver, ArchiverConfig, Row};
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
 use limiter::event::SCHEMA_VERSION;
 use limiter::{Event, Layout, Outcome, codec};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Executor, PgPool};
-use std::str::FromStr;
 use uuid::Uuid;
 
-use crate::config::ArchiverConfig;
-use crate::entry::Row;
-use crate::error::ArchiverError;
-use crate::worker::Archiver;
+use super::scratch::Scratch;
 
 /// The figures of one run.
 #[derive(Clone, Debug)]
@@ -68,7 +65,7 @@ pub async fn run(
     pg: &PgPool,
     layout: &Layout,
     events: usize,
-) -> Result<BenchReport, ArchiverError> {
+) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
     let rows = fill(redis, layout, events).await?;
     let fill = started.elapsed();
@@ -86,10 +83,10 @@ pub async fn run(
     let report = archiver.drain().await?;
     let archive = started.elapsed();
     if report.inserted != events as u64 {
-        return Err(ArchiverError::Reply(format!(
+        return Err(anyhow!(
             "benchmark archived {} of {events} events",
             report.inserted
-        )));
+        ));
     }
 
     let copy = copy_baseline(pg, &rows).await?;
@@ -101,31 +98,24 @@ pub async fn run(
     })
 }
 
-/// [`run`] into a scratch database `<database>_bench_<uuid>` on the server of `database_url`
-/// (created, then dropped), so a benchmark never writes into a real archive.
+/// [`run`] into a scratch database (see [`Scratch`]), dropped afterwards.
 pub async fn run_in_scratch_database(
     redis: &Pool,
     database_url: &str,
     layout: &Layout,
     events: usize,
-) -> Result<BenchReport, ArchiverError> {
-    let options = PgConnectOptions::from_str(database_url)?;
-    let base = options.get_database().unwrap_or("smsgate").to_owned();
-    let scratch = options
-        .clone()
-        .database(&format!("{base}_bench_{}", Uuid::now_v7().simple()));
-    let pg = crate::store::connect_with(scratch.clone()).await?;
-    let report = run(redis, &pg, layout, events).await;
-    pg.close().await;
-    crate::store::drop_database(&scratch).await?;
+) -> anyhow::Result<BenchReport> {
+    let scratch = Scratch::create(database_url, "bench").await?;
+    let report = run(redis, &scratch.pg, layout, events).await;
+    scratch.drop().await?;
     report
 }
 
 /// XADDs `events` encoded events, spread over the partitions, pipelined; returns their rows.
-async fn fill(redis: &Pool, layout: &Layout, events: usize) -> Result<Vec<Row>, ArchiverError> {
+async fn fill(redis: &Pool, layout: &Layout, events: usize) -> anyhow::Result<Vec<Row>> {
     let redis = redis.next();
     if !redis.is_connected() {
-        return Err(ArchiverError::RedisDown);
+        return Err(anyhow!("redis is not connected"));
     }
     let mut rows = Vec::with_capacity(events);
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -144,7 +134,7 @@ async fn fill(redis: &Pool, layout: &Layout, events: usize) -> Result<Vec<Row>, 
                     vec![(codec::EVENT_FIELD, Value::Bytes(bytes.into()))],
                 )
                 .await?;
-            rows.push(Row::new(p, "0-0", &event).map_err(ArchiverError::Reply)?);
+            rows.push(Row::new(p, "0-0", &event).map_err(anyhow::Error::msg)?);
         }
         let _: Vec<Value> = pipeline.all().await?;
     }
@@ -185,7 +175,7 @@ fn synthetic(i: usize, now_us: i64) -> Event {
 }
 
 /// Times a plain `COPY` of `rows` (formatting included) into a scratch copy of `sms_events`.
-async fn copy_baseline(pg: &PgPool, rows: &[Row]) -> Result<Duration, ArchiverError> {
+async fn copy_baseline(pg: &PgPool, rows: &[Row]) -> anyhow::Result<Duration> {
     pg.execute("DROP TABLE IF EXISTS sms_events_bench_copy")
         .await?;
     // Same primary key, indexes and durability as the real table, or the baseline flatters COPY.

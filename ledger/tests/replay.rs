@@ -5,16 +5,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../archiver/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use archiver::audit::{Auditor, Mismatch, WhatIf};
-use archiver::replay::{Filter, Origin, Replay, ReplayOptions, Replayed, StreamId};
 use common::Harness;
 use fred::interfaces::StreamsInterface;
 use fred::types::Value;
+use ledger::{
+    Auditor, Filter, Mismatch, Origin, Replay, ReplayOptions, Replayed, StreamId, WhatIf,
+};
 use limiter::model::Model;
 use limiter::{Event, Outcome, Policy};
 

@@ -1,8 +1,9 @@
-//! The archive's HTTP routes, for the dashboard's History page (the binary puts them behind
+//! The read side's HTTP routes, for the dashboard's History page (the binary puts them behind
 //! the admin token):
 //!
 //! - `GET /api/history?bucket=hour|day&since=&until=`: accepted and rejected counts per bucket
-//!   from Postgres, every bucket present, oldest first. Defaults: `until` now, `since` one day
+//!   from the archive and the streams' not-yet-archived tail (see `history`), each event once,
+//!   every bucket present, oldest first. Defaults: `until` now, `since` one day
 //!   (hour buckets) or thirty days (day buckets) before `until`; an empty range has no buckets,
 //!   a range of more than `MAX_BUCKETS` buckets gets its newest `MAX_BUCKETS`.
 //! - `GET /api/audit?to=&ip=&since=&until=&limit=`: one number's or one IP's (or, without
@@ -35,11 +36,11 @@ use sqlx::PgPool;
 use crate::history::{self, Bucket};
 use crate::json::{EventJson, event_json};
 use crate::replay::{Filter, Replay, ReplayOptions};
-use crate::retention::{Kind, NotHeld, RetainedFrom};
+use archiver::{Kind, NotHeld, RetainedFrom};
 
-/// What the archive routes read from.
+/// What the read-side routes read from: the archive and the streams.
 #[derive(Clone)]
-pub struct ArchiveApi {
+pub struct LedgerApi {
     pub pg: PgPool,
     pub redis: Pool,
     pub layout: Layout,
@@ -50,15 +51,15 @@ pub const MAX_BUCKETS: i64 = 10_000;
 pub const DEFAULT_AUDIT_LIMIT: usize = 1_000;
 pub const MAX_AUDIT_LIMIT: usize = 10_000;
 
-/// Routes served from the Postgres archive (and, for audit, the stream's tail).
-pub fn router(state: ArchiveApi) -> Router {
+/// Routes served from the Postgres archive merged with the streams' hot tail.
+pub fn router(state: LedgerApi) -> Router {
     Router::new()
         .route("/api/history", get(get_history))
         .route("/api/audit", get(get_audit))
         .with_state(state)
 }
 
-/// The OpenAPI description of the archive routes, generated from the handlers.
+/// The OpenAPI description of the read-side routes, generated from the handlers.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(get_history, get_audit))]
 pub struct ApiDoc;
@@ -101,7 +102,8 @@ fn range(
     Ok((since, until))
 }
 
-/// Accepted and rejected counts per hour or day from the archive, every bucket present.
+/// Accepted and rejected counts per hour or day from the archive and the streams' not-yet-archived
+/// tail (each event once), every bucket present.
 #[utoipa::path(
     get,
     path = "/api/history",
@@ -120,7 +122,7 @@ fn range(
     security(("bearer" = []), ("session" = []))
 )]
 async fn get_history(
-    State(state): State<ArchiveApi>,
+    State(state): State<LedgerApi>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<history::History>, ApiError> {
     let bucket = match params.get("bucket").map(String::as_str) {
@@ -146,7 +148,7 @@ async fn get_history(
     }
     let since = since.max(until - Duration::seconds(MAX_BUCKETS * bucket.seconds()));
     Ok(Json(
-        history::history(&state.pg, bucket, since, until).await?,
+        history::history(&state.pg, &state.redis, &state.layout, bucket, since, until).await?,
     ))
 }
 
@@ -171,7 +173,7 @@ async fn get_history(
     security(("bearer" = []), ("session" = []))
 )]
 async fn get_audit(
-    State(state): State<ArchiveApi>,
+    State(state): State<LedgerApi>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let text = |field: &str| {
