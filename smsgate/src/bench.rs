@@ -362,7 +362,11 @@ async fn spawn_ingest(
         .env("SMSGATE_TRUSTED_PROXIES", "127.0.0.1")
         .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
         .env("RUST_LOG", "warn")
-        .env_remove("SMSGATE_ADMIN_TOKEN")
+        // Trusting a proxy needs an admin token; the bench never uses the operator API.
+        .env(
+            "SMSGATE_ADMIN_TOKEN",
+            format!("bench-{}-{}", uuid_suffix(), uuid_suffix()),
+        )
         .env_remove("SMSGATE_POLICY")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
