@@ -136,8 +136,13 @@ impl Tail {
     ) -> Result<Self, LedgerError> {
         let (since_us, until_us) = (since.timestamp_micros(), until.timestamp_micros());
         let first_ms = (since.timestamp_millis() - STREAM_TIME_TOLERANCE_MS).max(0);
-        let end = format!("{}", until.timestamp_millis() + STREAM_TIME_TOLERANCE_MS);
+        let end_ms = until.timestamp_millis() + STREAM_TIME_TOLERANCE_MS;
         let mut tail = Self::default();
+        // Entry ids are milliseconds since 1970: a range that ends before that holds none.
+        if end_ms < 0 || until <= since {
+            return Ok(tail);
+        }
+        let end = end_ms.to_string();
         for p in 0..layout.partitions() {
             let stream = layout.stream(p);
             let mut start = first_ms.to_string();
