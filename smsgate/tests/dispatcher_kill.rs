@@ -17,26 +17,16 @@ use limiter::{Layout, Policy, RateLimiter, SmsRequest};
 
 const MESSAGES: usize = 2_000;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
+/// Two partitions, or `SMSGATE_TEST_PARTITIONS` when set.
 fn partitions() -> u16 {
-    std::env::var("SMSGATE_TEST_PARTITIONS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(2)
+    testkit::partitions(2)
 }
 
 fn spawn_dispatcher(namespace: &str, outbox: &Path) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .arg("dispatcher")
-        .env("REDIS_URL", redis_url())
+        .env("REDIS_URL", testkit::redis_url())
         .env("SMSGATE_NAMESPACE", namespace)
         .env("SMSGATE_PARTITIONS", partitions().to_string())
         .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
@@ -63,10 +53,8 @@ fn outbox_ids(path: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_dispatcher_killed_under_load_duplicates_at_most_what_was_in_flight() {
-    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let pool = testkit::redis().await;
+    let namespace = testkit::namespace();
     let layout = Layout::new(namespace.clone(), partitions());
     let limiter = RateLimiter::new(Policy::parse("1/1d").unwrap(), layout.clone());
     for i in 0..MESSAGES {

@@ -5,35 +5,25 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use fred::interfaces::StreamsInterface;
-use limiter::{Event, Layout, Policy, RateLimiter, SmsRequest, codec};
+use limiter::{Event, Layout, Policy, RateLimiter, SmsRequest};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 const POLICY: &str = "2/1s,4/5s";
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Two partitions, or `SMSGATE_TEST_PARTITIONS` when set (e.g. 16 on a Redis Cluster).
 fn partitions() -> u16 {
-    std::env::var("SMSGATE_TEST_PARTITIONS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(2)
+    testkit::partitions(2)
 }
 
 fn spawn_projector(namespace: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .arg("projector")
-        .env("REDIS_URL", redis_url())
+        .env("REDIS_URL", testkit::redis_url())
         .env("SMSGATE_NAMESPACE", namespace)
         .env("SMSGATE_PARTITIONS", partitions().to_string())
         .env("SMSGATE_LIMITS", POLICY)
@@ -46,14 +36,6 @@ fn spawn_projector(namespace: &str, port: u16) -> Child {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn stats(http: &reqwest::Client, port: u16) -> Option<Value> {
     let response = http
         .get(format!("http://127.0.0.1:{port}/api/stats?minutes=10"))
@@ -63,33 +45,16 @@ async fn stats(http: &reqwest::Client, port: u16) -> Option<Value> {
     response.json().await.ok()
 }
 
-async fn stream_events(pool: &fred::clients::Pool, layout: &Layout) -> Vec<(u16, String, Event)> {
-    let mut all = Vec::new();
-    for p in 0..layout.partitions() {
-        let entries: Vec<(String, HashMap<String, Bytes>)> = pool
-            .next()
-            .xrange(layout.stream(p), "-", "+", None)
-            .await
-            .unwrap();
-        for (id, fields) in entries {
-            all.push((p, id, codec::decode(&fields[codec::EVENT_FIELD]).unwrap()));
-        }
-    }
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly() {
-    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let namespace = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let pool = testkit::redis().await;
+    let namespace = testkit::namespace();
     let layout = Layout::new(namespace.clone(), partitions());
     let limiter = Arc::new(RateLimiter::new(
         Policy::parse(POLICY).unwrap(),
         layout.clone(),
     ));
-    let port = free_port();
+    let port = testkit::free_port();
     let http = reqwest::Client::new();
     let mut child = spawn_projector(&namespace, port);
 
@@ -147,7 +112,7 @@ async fn a_projector_killed_mid_run_and_restarted_still_equals_the_model_exactly
     traffic.await.unwrap();
 
     // The restarted consumer has a new name: it claims the dead one's entries after claim_idle.
-    let events = stream_events(&pool, &layout).await;
+    let events = testkit::stream_events(pool.next(), &layout).await;
     assert_eq!(events.len(), 4_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {

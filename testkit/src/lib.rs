@@ -5,8 +5,8 @@
 //!
 //! # Layout
 //! - this file: where the servers are (`REDIS_URL`, `DATABASE_URL`, `SMSGATE_TEST_PARTITIONS`,
-//!   `SMSGATE_CLUSTER_URL`), [`redis`], [`namespace`], [`drop_namespace`], [`eventually`],
-//!   [`free_port`], [`Process`].
+//!   `SMSGATE_CLUSTER_URL`), [`redis`], [`namespace`], [`layout`], [`drop_namespace`],
+//!   [`stream_events`], [`eventually`], [`free_port`], [`Process`].
 //! - `database`: [`Database`], a scratch database on the test server.
 //! - `pg_server`: [`PgServer`], a private PostgreSQL to stop and resume.
 //! - `redis_server`: [`PrivateRedis`], a private redis-server to kill and restart.
@@ -20,7 +20,10 @@ mod redis_server;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use fred::clients::{Client, Pool};
+use fred::interfaces::StreamsInterface;
+use limiter::{Event, Layout, codec};
 
 pub use database::{Database, drop_database, url_with_database};
 pub use pg_server::PgServer;
@@ -82,6 +85,41 @@ pub async fn redis_at(url: &str) -> Pool {
 /// A fresh key prefix, so tests share one Redis without seeing each other.
 pub fn namespace() -> String {
     format!("test-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A key layout on a fresh [`namespace`] with [`partitions`]`(default)` partitions.
+pub fn layout(default: u16) -> Layout {
+    Layout::new(namespace(), partitions(default))
+}
+
+/// Every event on every partition's stream as `(partition, stream id, event)`, in stream
+/// order per partition. Entries that are not events (a test's deliberate garbage) are left out.
+pub async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(u16, String, Event)> {
+    const PAGE: u64 = 10_000;
+    let mut all = Vec::new();
+    for p in 0..layout.partitions() {
+        let mut start = "-".to_string();
+        loop {
+            let page: Vec<(String, std::collections::HashMap<String, Bytes>)> = redis
+                .xrange(layout.stream(p), start.as_str(), "+", Some(PAGE))
+                .await
+                .unwrap();
+            let full = page.len() as u64 == PAGE;
+            for (id, fields) in page {
+                start = format!("({id}");
+                if let Some(event) = fields
+                    .get(codec::EVENT_FIELD)
+                    .and_then(|bytes| codec::decode(bytes).ok())
+                {
+                    all.push((p, id, event));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    all
 }
 
 /// Deletes every key of `namespace`, on every primary of a cluster.

@@ -5,7 +5,7 @@
 //! test sees it), and a small fault proxy in front of Prism that records every request and can
 //! answer 500 or 429 for a while instead of passing it on.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,31 +30,11 @@ pub const ACCOUNT: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const TOKEN: &str = "test-auth-token-0123456789";
 pub const FROM: &str = "+15005550006";
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use testkit::{redis, redis_url};
 
-pub async fn redis() -> Pool {
-    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-        .await
-        .expect("redis url");
-    assert!(
-        limiter::connection::is_up(&pool),
-        "Redis is not reachable at {}",
-        redis_url()
-    );
-    pool
-}
-
+/// A fresh namespace on one partition.
 pub fn layout() -> Layout {
-    let partitions = std::env::var("SMSGATE_TEST_PARTITIONS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1);
-    Layout::new(
-        format!("test-{}", uuid::Uuid::now_v7().simple()),
-        partitions,
-    )
+    testkit::layout(1)
 }
 
 /// Decides `n` requests of distinct clients twice each under `1/1d`: the first of each is

@@ -3,53 +3,25 @@
 //! (tests written for several partitions use `SMSGATE_TEST_PARTITIONS` of them when set), real events decided by the limiter's script,
 //! and a pure-Rust model of every projection to hold the API to.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fred::clients::{Client, Pool};
-use fred::interfaces::StreamsInterface;
 use limiter::model::Model;
-use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest, codec};
+use limiter::{Event, Layout, Outcome, Policy, RateLimiter, SmsRequest};
 use projector::{Projector, ProjectorConfig, StreamId};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use testkit::{partitions, redis, redis_url};
 
-pub async fn redis() -> Pool {
-    let pool = limiter::connection::connect(&redis_url(), 4, Duration::from_secs(5))
-        .await
-        .expect("redis url");
-    assert!(
-        limiter::connection::is_up(&pool),
-        "Redis is not reachable at {}",
-        redis_url()
-    );
-    pool
-}
-
-/// `default`, or `SMSGATE_TEST_PARTITIONS` for a test written for several partitions.
-pub fn partitions(default: u16) -> u16 {
-    let configured = std::env::var("SMSGATE_TEST_PARTITIONS").ok();
-    match configured.and_then(|p| p.parse().ok()) {
-        Some(n) if default > 1 => n,
-        _ => default,
-    }
-}
-
-pub fn layout(partitions: u16) -> Layout {
-    let partitions = self::partitions(partitions);
-    Layout::new(
-        format!("test-{}", uuid::Uuid::now_v7().simple()),
-        partitions,
-    )
+/// A fresh namespace over `partitions(default)` partitions.
+pub fn layout(default: u16) -> Layout {
+    testkit::layout(default)
 }
 
 pub fn config(consumer: &str) -> ProjectorConfig {
@@ -115,27 +87,16 @@ pub async fn drain(projector: &Projector) -> usize {
 
 /// Every entry of every partition, in stream order per partition: `(partition, id, event)`.
 pub async fn stream_events(redis: &Client, layout: &Layout) -> Vec<(u16, StreamId, Event)> {
-    let mut all = Vec::new();
-    for p in 0..layout.partitions() {
-        let entries: Vec<(String, HashMap<String, Bytes>)> = redis
-            .xrange(layout.stream(p), "-", "+", None)
-            .await
-            .unwrap();
-        for (id, fields) in entries {
-            if let Some(event) = fields
-                .get(codec::EVENT_FIELD)
-                .and_then(|b| codec::decode(b).ok())
-            {
-                all.push((p, id.parse().unwrap(), event));
-            }
-        }
-    }
-    all
+    testkit::stream_events(redis, layout)
+        .await
+        .into_iter()
+        .map(|(p, id, event)| (p, id.parse().unwrap(), event))
+        .collect()
 }
 
 /// Deletes the namespace's keys, found with KEYS on every primary of a cluster.
 pub async fn drop_namespace(redis: &Client, layout: &Layout) {
-    let _ = limiter::connection::drop_namespace(redis, layout.namespace()).await;
+    testkit::drop_namespace(redis, layout.namespace()).await;
 }
 
 pub fn rfc3339_micros(at_us: i64) -> String {
