@@ -8,30 +8,32 @@
 //! one Redis reader per process behind every browser's `/api/live`.
 //!
 //! # Layout
-//! - [`keys`]: projection key names and time buckets ([`StreamId`] is `eventlog`'s).
-//! - [`apply`]: the atomic apply-and-acknowledge script over decoded entries.
-//! - [`consumer`]: [`Projector`], the projection role on the `eventlog` engine.
-//! - [`read`]: queries over the projections (totals, series, top lists, event pages, usage).
-//! - [`json`]: the JSON shapes of `docs/operator-api.md`.
-//! - [`live`]: [`LiveFeed`], the single stream reader fanned out over a broadcast channel.
-//! - [`api`]: [`router`], the operator routes, and their problem+json errors.
-//! - [`rebuild`]: recomputing the projections from an ordered source of events.
-//! - [`error`]: the one error type of the crate, `ProjectorError`.
+//! - `keys`: projection key names and time buckets ([`StreamId`] is `eventlog`'s).
+//! - `apply`: the atomic apply-and-acknowledge script over decoded entries.
+//! - `consumer`: [`Projector`], the projection role on the `eventlog` engine.
+//! - [`read`] (public): queries over the projections (totals, series, top lists, event pages, usage).
+//! - `json`: the JSON shapes of `docs/operator-api.md`.
+//! - `live`: [`LiveFeed`], the single stream reader fanned out over a broadcast channel.
+//! - `api`: [`router`], the operator routes, and their problem+json errors.
+//! - `rebuild`: recomputing the projections from an ordered source of events.
+//! - `error`: the one error type of the crate, `ProjectorError`.
 
-pub mod api;
-pub mod apply;
-pub mod consumer;
-pub mod error;
-pub mod json;
-pub mod keys;
-pub mod live;
+mod api;
+mod apply;
+mod consumer;
+mod error;
+mod json;
+mod keys;
+mod live;
 pub mod read;
-pub mod rebuild;
+mod rebuild;
 
-pub use api::{ApiState, router};
-pub use apply::Retention;
+pub use api::{ApiDoc, ApiState, live_stream, router};
+pub use apply::{Retention, apply};
 pub use consumer::{GROUP, Outcome, Projector, ProjectorConfig};
 pub use error::ProjectorError;
 pub use eventlog::StreamId;
+pub use json::{LatencyJson, rfc3339_micros, rfc3339_secs};
+pub use keys::PartitionKeys;
 pub use live::LiveFeed;
 pub use rebuild::{RebuildReport, rebuild, stream_source};

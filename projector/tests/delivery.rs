@@ -127,7 +127,7 @@ async fn status_changes_are_counted_per_status_and_not_as_decisions() {
     let latency = projector::read::delivery_latency(pool.next(), &layout, now_us(), 5)
         .await
         .unwrap();
-    let calls = projector::json::LatencyJson::from_histogram(&latency);
+    let calls = projector::LatencyJson::from_histogram(&latency);
     assert_eq!(calls.calls, 3, "one latency per provider call");
     assert_eq!((calls.p50, calls.p99), (Some(0.05), Some(0.5)));
 

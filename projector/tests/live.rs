@@ -230,8 +230,8 @@ async fn a_receiver_that_falls_behind_is_dropped_and_the_others_keep_up() {
     ));
     let shutdown = CancellationToken::new();
     let live = LiveFeed::start_with(pool.clone(), layout.clone(), shutdown.clone(), 32).await;
-    let slow = projector::api::live_stream(&live);
-    let fast = projector::api::live_stream(&live);
+    let slow = projector::live_stream(&live);
+    let fast = projector::live_stream(&live);
     let mut slow = Box::pin(slow);
     let mut fast = Box::pin(fast);
     // The fast reader reports every frame it gets (events, and the odd stats tick).

@@ -81,7 +81,7 @@ pub fn document(roles: Roles) -> utoipa::openapi::OpenApi {
         doc.merge(dispatcher::http::ApiDoc::openapi());
     }
     if roles.projector {
-        doc.merge(projector::api::ApiDoc::openapi());
+        doc.merge(projector::ApiDoc::openapi());
     }
     if roles.archiver {
         doc.merge(ledger::ApiDoc::openapi());

@@ -100,7 +100,7 @@ pub async fn drop_namespace(redis: &Client, layout: &Layout) {
 }
 
 pub fn rfc3339_micros(at_us: i64) -> String {
-    projector::json::rfc3339_micros(at_us)
+    projector::rfc3339_micros(at_us)
 }
 
 pub fn event_json(id: StreamId, e: &Event) -> Value {
@@ -165,7 +165,7 @@ impl Expected {
                         .map(|(_, _, e)| e)
                         .filter(|e| e.at_us.div_euclid(60_000_000) == minute),
                 );
-                json!({"minute": projector::json::rfc3339_secs(minute * 60),
+                json!({"minute": projector::rfc3339_secs(minute * 60),
                        "accepted": c["accepted"], "rejected": c["rejected"]})
             })
             .collect();

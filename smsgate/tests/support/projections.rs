@@ -46,7 +46,7 @@ pub fn assert_totals_and_series_equal(stats: &Value, events: &[&Event]) {
     let series: Vec<Value> = (min - 9..=min)
         .map(|m| {
             let c = count(&|e| in_minutes(e, m, m));
-            json!({"minute": projector::json::rfc3339_secs(m * 60), "accepted": c["accepted"], "rejected": c["rejected"]})
+            json!({"minute": projector::rfc3339_secs(m * 60), "accepted": c["accepted"], "rejected": c["rejected"]})
         })
         .collect();
     assert_eq!(stats["per_minute"], Value::Array(series));
