@@ -77,3 +77,31 @@ async fn archived_and_unarchived_events_count_exactly_once() {
     assert_eq!(totals(&counted), want, "counted once, not twice");
     assert_eq!(totals(&history(&h).await), want);
 }
+
+#[tokio::test]
+async fn ranges_before_1970_or_empty_read_no_tail_and_do_not_fail() {
+    // Schemathesis once sent `until=0056-…`: the tail read asked XRANGE for a negative id and
+    // the API answered 503.
+    let h = Harness::new(2).await;
+    h.decide(20).await;
+    let ancient = DateTime::parse_from_rfc3339("0056-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let now = Utc::now();
+    for (since, until) in [
+        (ancient - TimeDelta::days(1), ancient),
+        (
+            DateTime::UNIX_EPOCH - TimeDelta::hours(1),
+            DateTime::UNIX_EPOCH,
+        ),
+        (now, now),
+        (now, now - TimeDelta::hours(1)),
+    ] {
+        let tail = Tail::read(&h.redis, &h.layout, since, until).await.unwrap();
+        assert!(tail.is_empty(), "[{since}, {until}) holds no decision");
+        let history = ledger::history(&h.pg, &h.redis, &h.layout, Bucket::Hour, since, until)
+            .await
+            .unwrap();
+        assert_eq!(totals(&history), (0, 0));
+    }
+}
