@@ -108,14 +108,8 @@ pub async fn per_minute(
     now_us: i64,
     minutes: i64,
 ) -> Result<Vec<(i64, Counts)>, fred::error::Error> {
-    let hashes: Vec<String> = PartitionKeys::all(layout)
-        .into_iter()
-        .map(|k| k.minutes)
-        .collect();
-    let last = minute_of(now_us);
-    let first = last - minutes + 1;
-    let counts = buckets(redis, &hashes, first, last).await?;
-    Ok((first..=last).zip(counts).collect())
+    let hashes = PartitionKeys::all(layout).into_iter().map(|k| k.minutes);
+    series(redis, hashes, minute_of(now_us), minutes).await
 }
 
 /// `(day number, counts)` for the `days` UTC days up to and including today, oldest first.
@@ -125,12 +119,19 @@ pub async fn per_day(
     now_us: i64,
     days: i64,
 ) -> Result<Vec<(i64, Counts)>, fred::error::Error> {
-    let hashes: Vec<String> = PartitionKeys::all(layout)
-        .into_iter()
-        .map(|k| k.days)
-        .collect();
-    let last = day_of(now_us);
-    let first = last - days + 1;
+    let hashes = PartitionKeys::all(layout).into_iter().map(|k| k.days);
+    series(redis, hashes, day_of(now_us), days).await
+}
+
+/// The `count` buckets up to and including `last`, summed over the partitions' `hashes`.
+async fn series(
+    redis: &Client,
+    hashes: impl Iterator<Item = String>,
+    last: i64,
+    count: i64,
+) -> Result<Vec<(i64, Counts)>, fred::error::Error> {
+    let hashes: Vec<String> = hashes.collect();
+    let first = last - count + 1;
     let counts = buckets(redis, &hashes, first, last).await?;
     Ok((first..=last).zip(counts).collect())
 }

@@ -260,6 +260,32 @@ pub(crate) async fn connect_redis(url: &str) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// A pool of `size` connections to `url`, or an error when Redis does not answer: for the
+/// one-shot commands, which have nothing to serve while it is down.
+pub(crate) async fn reachable_redis(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let redis = limiter::connection::connect(url, size, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("invalid REDIS_URL {url}"))?;
+    anyhow::ensure!(
+        limiter::connection::is_up(&redis),
+        "redis is not reachable at {url}"
+    );
+    Ok(redis)
+}
+
+/// Redis (`redis_size` connections, reachable now) and the archive database, for the one-shot
+/// commands that read both (`replay`, `audit`, `archiver --once`, `projector --rebuild`).
+pub(crate) async fn connect_stores(
+    settings: &Settings,
+    redis_size: usize,
+) -> anyhow::Result<(Pool, sqlx::PgPool)> {
+    let redis = reachable_redis(&settings.redis_url, redis_size).await?;
+    let pg = archiver::connect_postgres(&settings.database_url)
+        .await
+        .context("connecting to the archive database")?;
+    Ok((redis, pg))
+}
+
 async fn ingest_router(
     ctx: &RoleContext,
     rules: Ruleset,

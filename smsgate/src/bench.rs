@@ -261,7 +261,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.partitions,
         args.redis_url
     );
-    let redis = reachable_redis(&args.redis_url, 4).await?;
+    let redis = crate::app::reachable_redis(&args.redis_url, 4).await?;
     let cpu = Cpu::new(&redis);
     println!("{}", PhaseReport::header());
     let duration = Duration::from_secs(args.duration);
@@ -388,21 +388,9 @@ async fn spawn_ingest(
     Ok((addr, child))
 }
 
-/// A pool of `size` connections to `url`, or an error when Redis does not answer.
-async fn reachable_redis(url: &str, size: usize) -> anyhow::Result<fred::clients::Pool> {
-    let redis = limiter::connection::connect(url, size, Duration::from_secs(5))
-        .await
-        .with_context(|| format!("invalid REDIS_URL {url}"))?;
-    anyhow::ensure!(
-        limiter::connection::is_up(&redis),
-        "redis is not reachable at {url}"
-    );
-    Ok(redis)
-}
-
 /// `--mode archive`: see [`archive`].
 async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
-    let redis = reachable_redis(&args.redis_url, 2).await?;
+    let redis = crate::app::reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode archive: {} events", args.events);
     let report = archive::run_in_scratch_database(&redis, &args.database_url, &layout, args.events)
@@ -426,7 +414,7 @@ async fn archive_phase(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// `--mode replay`: see [`replay`].
 async fn replay_phase(args: &BenchArgs) -> anyhow::Result<()> {
-    let redis = reachable_redis(&args.redis_url, 2).await?;
+    let redis = crate::app::reachable_redis(&args.redis_url, 2).await?;
     let layout = Layout::new(format!("bench-{}", uuid_suffix()), 1);
     println!("smsgate bench --mode replay: {} events", args.events);
     let report = replay::run_in_scratch_database(

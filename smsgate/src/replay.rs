@@ -11,12 +11,10 @@ use std::time::Duration;
 use anyhow::Context;
 use archiver::{Kind, RetainedFrom};
 use clap::{Args, ValueEnum};
-use fred::clients::Pool;
 use ledger::{
     Auditor, Filter, Replay, ReplayOptions, WhatIf, event_json, table_header, table_line,
 };
 use limiter::{Outcome, Ruleset};
-use sqlx::PgPool;
 
 use crate::cli::Settings;
 
@@ -108,21 +106,6 @@ fn parse_span(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a span like 30s, 15m, 1h or 7d"))
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<(Pool, PgPool)> {
-    let redis = limiter::connection::connect(&settings.redis_url, 1, Duration::from_secs(5))
-        .await
-        .with_context(|| format!("invalid REDIS_URL {}", settings.redis_url))?;
-    anyhow::ensure!(
-        limiter::connection::is_up(&redis),
-        "redis is not reachable at {}",
-        settings.redis_url
-    );
-    let pg = archiver::connect_postgres(&settings.database_url)
-        .await
-        .context("connecting to the archive database")?;
-    Ok((redis, pg))
-}
-
 fn filter(range: &RangeArgs) -> Filter {
     Filter {
         since_us: range.since,
@@ -135,7 +118,7 @@ fn filter(range: &RangeArgs) -> Filter {
 
 /// `smsgate replay`.
 pub async fn replay(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
-    let (redis, pg) = connect(settings).await?;
+    let (redis, pg) = crate::app::connect_stores(settings, 1).await?;
     let filter = Filter {
         outcome: args.outcome.map(|o| match o {
             OutcomeArg::Accepted => Outcome::Accepted,
@@ -218,7 +201,7 @@ fn print(out: &mut impl Write, line: &str) -> std::io::Result<()> {
 
 /// `smsgate audit`: true when the record is consistent.
 pub async fn audit(settings: &Settings, args: &AuditArgs) -> anyhow::Result<bool> {
-    let (redis, pg) = connect(settings).await?;
+    let (redis, pg) = crate::app::connect_stores(settings, 1).await?;
     let lookback = args.lookback.unwrap_or_else(|| {
         let configured = settings
             .rules()

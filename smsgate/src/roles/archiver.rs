@@ -85,17 +85,7 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<RoleParts> {
 
 /// `smsgate archiver --once`.
 pub async fn run_once(settings: &Settings) -> anyhow::Result<()> {
-    let redis = limiter::connection::connect(&settings.redis_url, 2, Duration::from_secs(5))
-        .await
-        .with_context(|| format!("invalid REDIS_URL {}", settings.redis_url))?;
-    anyhow::ensure!(
-        limiter::connection::is_up(&redis),
-        "redis is not reachable at {}",
-        settings.redis_url
-    );
-    let pg = archiver::connect_postgres(&settings.database_url)
-        .await
-        .context("connecting to the archive database")?;
+    let (redis, pg) = crate::app::connect_stores(settings, 2).await?;
     let layout = settings.layout();
     let name = consumer_name(&redis, &layout, archiver::GROUP, &Default::default())
         .await
