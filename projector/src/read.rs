@@ -358,15 +358,7 @@ pub async fn delivery_per_minute(
     let fields: Vec<String> = (first..=last)
         .flat_map(|m| DeliveryStatus::ALL.map(|s| format!("{m}:{}", s.as_str())))
         .collect();
-    let per_partition = try_join_all(PartitionKeys::all(layout).into_iter().map(|k| {
-        let fields = fields.clone();
-        async move {
-            redis
-                .hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields)
-                .await
-        }
-    }))
-    .await?;
+    let per_partition = minute_fields(redis, layout, &fields).await?;
     let mut out: Vec<(i64, [u64; 7])> = (first..=last).map(|m| (m, [0; 7])).collect();
     for values in per_partition {
         for (i, value) in values.into_iter().enumerate() {
@@ -376,6 +368,20 @@ pub async fn delivery_per_minute(
         }
     }
     Ok(out)
+}
+
+/// `fields` of every partition's minutes hash, read concurrently: one vector per partition.
+async fn minute_fields(
+    redis: &Client,
+    layout: &Layout,
+    fields: &[String],
+) -> Result<Vec<Vec<Option<u64>>>, fred::error::Error> {
+    try_join_all(
+        PartitionKeys::all(layout)
+            .into_iter()
+            .map(|k| redis.hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields.to_vec())),
+    )
+    .await
 }
 
 /// The provider-latency histogram (counts per bucket of
@@ -392,15 +398,7 @@ pub async fn delivery_latency(
     let fields: Vec<String> = (last - minutes.max(1) + 1..=last)
         .flat_map(|m| (0..buckets).map(move |b| format!("{m}:l{b}")))
         .collect();
-    let per_partition = try_join_all(PartitionKeys::all(layout).into_iter().map(|k| {
-        let fields = fields.clone();
-        async move {
-            redis
-                .hmget::<Vec<Option<u64>>, _, _>(k.minutes, fields)
-                .await
-        }
-    }))
-    .await?;
+    let per_partition = minute_fields(redis, layout, &fields).await?;
     let mut histogram = vec![0; buckets];
     for values in per_partition {
         for (i, value) in values.into_iter().enumerate() {
