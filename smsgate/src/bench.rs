@@ -60,10 +60,23 @@ pub enum Mode {
     Dispatch,
 }
 
+/// One phase of the decision benchmark (`--phases`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    Api,
+    Script,
+    Baseline,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "api")]
     pub mode: Mode,
+    /// Only these phases of the api and script modes, comma-separated (default: every phase of
+    /// the mode). One phase alone is for instruction counts, e.g. Redis under callgrind with
+    /// `--phases script`; the baseline alone first makes one decision to copy its event.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub phases: Vec<Phase>,
     /// Running smsgate ingest servers, comma-separated; without one an ingest server is
     /// started in this process.
     #[arg(long, value_delimiter = ',')]
@@ -265,7 +278,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cpu = Cpu::new(&redis);
     println!("{}", PhaseReport::header());
     let duration = Duration::from_secs(args.duration);
-    let api = if args.mode == Mode::Api {
+    let runs = |phase: Phase| {
+        if args.phases.is_empty() {
+            args.mode == Mode::Api || phase != Phase::Api
+        } else {
+            args.phases.contains(&phase)
+        }
+    };
+    let api = if runs(Phase::Api) {
         let api_namespace = format!("{namespace}-api");
         let (addrs, mut server) = match args.url.as_slice() {
             [] => {
@@ -292,41 +312,66 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let before = cpu.read(None).await?;
-    let mut script = script_phase(
-        &redis,
-        &args,
-        rules.clone(),
-        layout.clone(),
-        duration,
-        traffic.restart(),
-    )
-    .await?;
-    script.redis_cpu = cpu.read(None).await?.since(&before).1;
-    println!("{}", script.line("script"));
-    let baseline_layout = Layout::new(format!("{namespace}-baseline"), args.partitions);
-    let before = cpu.read(None).await?;
-    let event = sample_event(&redis, &layout).await?;
-    let mut baseline = baseline_phase(
-        &redis,
-        &args,
-        &rules,
-        &baseline_layout,
-        event,
-        duration,
-        traffic.restart(),
-    )
-    .await?;
-    baseline.redis_cpu = cpu.read(None).await?.since(&before).1;
-    println!("{}", baseline.line("baseline"));
-    if let Some(api) = api {
+    let script = if runs(Phase::Script) {
+        let before = cpu.read(None).await?;
+        let mut script = script_phase(
+            &redis,
+            &args,
+            rules.clone(),
+            layout.clone(),
+            duration,
+            traffic.restart(),
+        )
+        .await?;
+        script.redis_cpu = cpu.read(None).await?.since(&before).1;
+        println!("{}", script.line("script"));
+        Some(script)
+    } else {
+        None
+    };
+    let baseline = if runs(Phase::Baseline) {
+        if script.is_none() {
+            let limiter = RateLimiter::with_rules(rules.clone(), layout.clone());
+            let to = number(0);
+            let request = SmsRequest {
+                ip: IpAddr::V4(source(0)),
+                to: &to,
+                from: None,
+                message: "bench",
+                segments: 1,
+            };
+            limiter.decide(redis.next(), &request).await?;
+        }
+        let baseline_layout = Layout::new(format!("{namespace}-baseline"), args.partitions);
+        let event = sample_event(&redis, &layout).await?;
+        let before = cpu.read(None).await?;
+        let mut baseline = baseline_phase(
+            &redis,
+            &args,
+            &rules,
+            &baseline_layout,
+            event,
+            duration,
+            traffic.restart(),
+        )
+        .await?;
+        baseline.redis_cpu = cpu.read(None).await?.since(&before).1;
+        println!("{}", baseline.line("baseline"));
+        Some(baseline)
+    } else {
+        None
+    };
+    if let (Some(api), Some(script)) = (&api, &script) {
         println!(
             "api/script throughput ratio: {:.2}",
             api.per_second() / script.per_second().max(f64::EPSILON)
         );
     }
     let redis_per = |r: &PhaseReport| r.per_request_us(r.redis_cpu);
-    if let (Some(decision), Some(floor)) = (redis_per(&script), redis_per(&baseline)) {
+    if let (Some(decision), Some(floor)) = (
+        script.as_ref().and_then(redis_per),
+        baseline.as_ref().and_then(redis_per),
+    ) {
         println!(
             "redis CPU per decision, script/baseline: {:.2}",
             decision / floor.max(f64::EPSILON)
