@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use fred::interfaces::StreamsInterface;
@@ -112,33 +112,18 @@ async fn two_ingest_processes_admit_exactly_three_per_client_between_them() {
 const POLICY: &str = "2/1s,4/5s";
 
 fn spawn_projector(url: &str, namespace: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_smsgate"))
-        .arg("projector")
-        .env("REDIS_URL", url)
-        .env("SMSGATE_NAMESPACE", namespace)
-        .env("SMSGATE_PARTITIONS", PARTITIONS.to_string())
+    let bin = env!("CARGO_BIN_EXE_smsgate");
+    testkit::role_command(bin, "projector", url, namespace, PARTITIONS, port)
         .env("SMSGATE_LIMITS", POLICY)
-        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
-        .env_remove("SMSGATE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
 
 fn spawn_archiver(url: &str, namespace: &str, database_url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_smsgate"))
-        .arg("archiver")
-        .env("REDIS_URL", url)
+    let bin = env!("CARGO_BIN_EXE_smsgate");
+    testkit::role_command(bin, "archiver", url, namespace, PARTITIONS, port)
         .env("DATABASE_URL", database_url)
-        .env("SMSGATE_NAMESPACE", namespace)
-        .env("SMSGATE_PARTITIONS", PARTITIONS.to_string())
         .env("SMSGATE_ARCHIVE_INTERVAL", "1s")
-        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("SMSGATE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }

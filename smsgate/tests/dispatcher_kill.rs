@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use fred::interfaces::StreamsInterface;
@@ -24,20 +24,12 @@ fn partitions() -> u16 {
 
 fn spawn_dispatcher(namespace: &str, outbox: &Path) -> Child {
     let port = testkit::free_port();
-    Command::new(env!("CARGO_BIN_EXE_smsgate"))
-        .arg("dispatcher")
-        .env("REDIS_URL", testkit::redis_url())
-        .env("SMSGATE_NAMESPACE", namespace)
-        .env("SMSGATE_PARTITIONS", partitions().to_string())
-        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
+    let (bin, redis) = (env!("CARGO_BIN_EXE_smsgate"), testkit::redis_url());
+    testkit::role_command(bin, "dispatcher", &redis, namespace, partitions(), port)
         .env("SMSGATE_PROVIDER", "log")
         .env("SMSGATE_OUTBOX", outbox)
         .env("SMSGATE_PROVIDER_TPS", "400")
         .env("SMSGATE_DELIVERY_LEASE", "3s")
-        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
-        .env_remove("SMSGATE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }

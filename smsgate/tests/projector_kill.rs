@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,17 +21,9 @@ fn partitions() -> u16 {
 }
 
 fn spawn_projector(namespace: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_smsgate"))
-        .arg("projector")
-        .env("REDIS_URL", testkit::redis_url())
-        .env("SMSGATE_NAMESPACE", namespace)
-        .env("SMSGATE_PARTITIONS", partitions().to_string())
+    let (bin, redis) = (env!("CARGO_BIN_EXE_smsgate"), testkit::redis_url());
+    testkit::role_command(bin, "projector", &redis, namespace, partitions(), port)
         .env("SMSGATE_LIMITS", POLICY)
-        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
-        .env_remove("SMSGATE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }

@@ -6,7 +6,7 @@
 //! # Layout
 //! - this file: where the servers are (`REDIS_URL`, `DATABASE_URL`, `SMSGATE_TEST_PARTITIONS`,
 //!   `SMSGATE_CLUSTER_URL`), [`redis`], [`namespace`], [`layout`], [`drop_namespace`],
-//!   [`stream_events`], [`eventually`], [`free_port`], [`Process`].
+//!   [`stream_events`], [`eventually`], [`free_port`], [`role_command`], [`Process`].
 //! - `database`: [`Database`], a scratch database on the test server.
 //! - `pg_server`: [`PgServer`], a private PostgreSQL to stop and resume.
 //! - `redis_server`: [`PrivateRedis`], a private redis-server to kill and restart.
@@ -17,7 +17,7 @@ mod database;
 mod pg_server;
 mod redis_server;
 
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -168,6 +168,31 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `bin role` (the smsgate binary a suite was built with) on Redis `redis_url`, namespace
+/// `namespace` over `partitions` partitions, listening on loopback `port`, without an admin
+/// token or a dashboard, its output discarded; the caller adds what its role needs and spawns it.
+pub fn role_command(
+    bin: &str,
+    role: &str,
+    redis_url: &str,
+    namespace: &str,
+    partitions: u16,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg(role)
+        .env("REDIS_URL", redis_url)
+        .env("SMSGATE_NAMESPACE", namespace)
+        .env("SMSGATE_PARTITIONS", partitions.to_string())
+        .env("SMSGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SMSGATE_DASHBOARD_DIR", "/nonexistent")
+        .env_remove("SMSGATE_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
