@@ -247,6 +247,10 @@ pub(crate) enum Hold {
     Held(Box<HeldDecision>),
 }
 
+/// How many rounds in a row may only reclaim ended leases (each reclaims at least one, so this
+/// is never reached unless the leases' node keeps answering the same ones).
+const MAX_RECLAIM_ROUNDS: u32 = 64;
+
 /// Steps 1 and 2: decides the request at some T, holding its reservations.
 pub(crate) async fn hold(
     redis: &Client,
@@ -262,6 +266,7 @@ pub(crate) async fn hold(
     let member = plan.lease_member();
     let id = plan.id.to_string();
     let mut attempt = 0_u32;
+    let mut reclaims = 0_u32;
     loop {
         attempt = attempt.wrapping_add(1);
         let (key, fingerprint) = match &plan.idem_key {
@@ -312,7 +317,10 @@ pub(crate) async fn hold(
         for (rule, answer) in plan.rules.iter().zip(&answers) {
             match answer {
                 Some(Answer::Expired(members)) => {
-                    reclaim(redis, layout, timing, rule, members, &plan).await?;
+                    if let Err(e) = reclaim(redis, layout, timing, rule, members, &plan).await {
+                        release(redis, &plan, &reserved).await;
+                        return Err(e);
+                    }
                     reclaimed = true;
                 }
                 Some(Answer::Counted(Status::Busy, _)) => undecided = true,
@@ -323,7 +331,9 @@ pub(crate) async fn hold(
             // Holding some quotas while waiting for others could keep two requests waiting on
             // each other; let go of everything and decide again at a new T.
             release(redis, &plan, &reserved).await;
-            if waited >= timing.patience {
+            // Rounds that reclaimed do not wait; the cap keeps them finite all the same.
+            reclaims = if reclaimed { reclaims + 1 } else { 0 };
+            if waited >= timing.patience || reclaims >= MAX_RECLAIM_ROUNDS {
                 return Err(LimiterError::Contended);
             }
             if !reclaimed {
