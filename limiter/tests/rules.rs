@@ -391,9 +391,17 @@ mode = "shadow"
         rejected > 1_000,
         "the run must exercise rejections, saw {rejected}"
     );
+    // On a cluster a decision takes several round trips (cluster.rs), so fewer requests of one
+    // (ip, to) fall in one second before the per-number minute fills and refuses nearly all:
+    // the seed's rule refuses fewer there, still far more than none.
+    let floor = if std::env::var("SMSGATE_CLUSTER_URL").is_ok_and(|u| !u.is_empty()) {
+        20
+    } else {
+        50
+    };
     assert!(
-        client > 50 && number > 50 && source > 50 && shadow > 50,
-        "every rule must refuse: client {client}, number {number}, source {source}, shadow {shadow}"
+        client > floor && number > floor && source > floor && shadow > floor,
+        "every rule must refuse more than {floor}: client {client}, number {number}, source {source}, shadow {shadow}"
     );
     drop_namespace(pool.next(), limiter.layout()).await;
 }
