@@ -1,5 +1,7 @@
 //! `RateLimiter`: runs the decision script (EVALSHA, reloading on NOSCRIPT) over every rule of
 //! the policy and turns its reply into a typed `Decision`. "Rate limited" is a value here, not an error.
+//! On Redis Cluster a policy whose quotas span slots is decided by the reserve/commit protocol
+//! of `cluster.rs` instead, whose reply has the script's format.
 
 use std::net::IpAddr;
 
