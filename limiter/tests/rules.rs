@@ -929,3 +929,36 @@ async fn a_gateway_killed_after_recording_has_its_reservations_committed_not_rel
     assert_events_match_model(limiter.ruleset(), events);
     drop_namespace(redis, limiter.layout()).await;
 }
+
+#[tokio::test]
+async fn a_gateway_past_its_own_record_deadline_sends_nothing_and_frees_its_reservations() {
+    if !on_cluster(
+        "a_gateway_past_its_own_record_deadline_sends_nothing_and_frees_its_reservations",
+    ) {
+        return;
+    }
+    let pool = redis().await;
+    let redis = pool.next();
+    // A zero lease: the gateway's deadline (half the lease) has passed by the time its
+    // reservations are answered, as for a process that stalled right after reserving.
+    let limiter = leased(
+        NUMBER_AND_SOURCE,
+        Duration::ZERO,
+        Duration::from_millis(200),
+    );
+    let to = "+14155550190";
+    let (_, quota) = limiter.layout().rule_quota("number", to);
+    let late = limiter.decide(redis, &request("192.0.2.90", to)).await;
+    assert!(matches!(late, Err(LimiterError::LeaseExpired)), "{late:?}");
+    assert!(
+        stream_events(redis, limiter.layout()).await.is_empty(),
+        "nothing recorded"
+    );
+    assert_eq!(
+        members(redis, &quota).await,
+        0,
+        "its reservation was released"
+    );
+    assert_eq!(members(redis, &Layout::leases_of(&quota)).await, 0);
+    drop_namespace(redis, limiter.layout()).await;
+}
