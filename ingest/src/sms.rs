@@ -223,13 +223,13 @@ async fn handle(
     let decision = decide(state, &request, &context)
         .await
         .map_err(|e| match e {
-            LimiterError::Disconnected | LimiterError::Redis(_) => {
-                ApiError::unavailable(format_args!("redis unavailable, refusing to send: {e}"))
+            e if e.is_unavailable() => {
+                ApiError::unavailable(format_args!("not decided, refusing to send: {e}"))
             }
-            LimiterError::Reply(_) => ApiError::Internal(e.to_string()),
             LimiterError::IdempotencyConflict => ApiError::Unprocessable {
                 errors: vec![FieldError::new("Idempotency-Key", e)],
             },
+            _ => ApiError::Internal(e.to_string()),
         })?;
     Ok(respond(&decision, &to, message.segments()))
 }

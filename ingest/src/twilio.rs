@@ -407,8 +407,8 @@ async fn create(
     let decision = crate::sms::decide(state, &request, &context)
         .await
         .map_err(|e| match e {
-            LimiterError::Disconnected | LimiterError::Redis(_) => {
-                tracing::warn!(error = %e, "redis unavailable; refusing an API client's message");
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "not decided; refusing an API client's message");
                 TwilioError {
                     retry_after: Some(1),
                     ..TwilioError::new(
@@ -418,7 +418,12 @@ async fn create(
                     )
                 }
             }
-            LimiterError::Reply(_) => {
+            LimiterError::IdempotencyConflict => TwilioError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::INVALID_PARAMETER,
+                "This Idempotency-Key was used with a different request",
+            ),
+            _ => {
                 tracing::error!(error = %e, "the decision script answered unexpectedly");
                 TwilioError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -426,11 +431,6 @@ async fn create(
                     "Internal server error",
                 )
             }
-            LimiterError::IdempotencyConflict => TwilioError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                codes::INVALID_PARAMETER,
-                "This Idempotency-Key was used with a different request",
-            ),
         })?;
     respond(
         client,

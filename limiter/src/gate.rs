@@ -1,5 +1,7 @@
 //! `RateLimiter`: runs the decision script (EVALSHA, reloading on NOSCRIPT) over every rule of
 //! the policy and turns its reply into a typed `Decision`. "Rate limited" is a value here, not an error.
+//! On Redis Cluster a policy whose quotas span slots is decided by the reserve/commit protocol
+//! of `cluster.rs` instead, whose reply has the script's format.
 
 use std::net::IpAddr;
 
@@ -8,6 +10,7 @@ use fred::interfaces::{ClientLike, LuaInterface};
 use fred::types::Value;
 use uuid::Uuid;
 
+use crate::cluster::{self, ClusterTiming, HeldDecision, Hold, Plan, RulePlan, WindowPlan};
 use crate::codec::{PendingEvent, encode_pending};
 use crate::event::{Outcome, SCHEMA_VERSION};
 use crate::layout::{Layout, client_key_of};
@@ -109,6 +112,27 @@ pub enum LimiterError {
     /// The `Idempotency-Key` was first used with another request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    /// Redis Cluster, multi-rule policy: the reservations of this request were held past the
+    /// gateway's deadline, or reclaimed after their lease, before its event was recorded.
+    /// Nothing was recorded or consumed; the request may be sent again.
+    #[error("the request's reservations expired before it was recorded; nothing was sent")]
+    LeaseExpired,
+    /// Redis Cluster, multi-rule policy: a quota stayed full of reservations of requests in
+    /// flight for the whole patience, so the request could not be decided in time. Nothing
+    /// was recorded or consumed.
+    #[error("the quotas of this request stayed busy with requests in flight; nothing was sent")]
+    Contended,
+}
+
+impl LimiterError {
+    /// True when the request was not decided for a passing reason (Redis away, a lease that
+    /// ran out, a quota busy with requests in flight): a 503 whose client may retry shortly.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Disconnected | Self::Redis(_) | Self::LeaseExpired | Self::Contended
+        )
+    }
 }
 
 /// Decides requests against one policy, writing to one key layout.
@@ -131,6 +155,8 @@ pub struct RateLimiter {
     store: StoreMessage,
     /// How long an accepted body waits for the dispatcher in its own key before Redis drops it.
     body_ttl_ms: u64,
+    /// The lease and patience of the reserve/commit protocol (Redis Cluster, several slots).
+    timing: ClusterTiming,
 }
 
 impl RateLimiter {
@@ -176,7 +202,20 @@ impl RateLimiter {
             store: StoreMessage::default(),
             body_ttl_ms: Self::DEFAULT_BODY_TTL_MS,
             mode_args,
+            timing: ClusterTiming::default(),
         }
+    }
+
+    /// The lease and patience of the reserve/commit protocol that decides a policy spanning
+    /// slots on Redis Cluster (see the README's "Policy on Redis Cluster"): after a crash a
+    /// rule under-admits for at most `timing.lease`.
+    pub fn with_cluster_timing(mut self, timing: ClusterTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    pub fn cluster_timing(&self) -> ClusterTiming {
+        self.timing
     }
 
     /// The default delivery TTL (1 h) and ten minutes more, so a body outlives every attempt.
@@ -219,6 +258,9 @@ impl RateLimiter {
     /// on NOSCRIPT, e.g. after a Redis restart or failover).
     pub async fn load(&self, redis: &Client) -> Result<(), LimiterError> {
         redis.script_load_cluster::<(), _>(DECIDE_LUA).await?;
+        if redis.is_clustered() && self.spans_slots {
+            cluster::load(redis).await?;
+        }
         Ok(())
     }
 
@@ -232,7 +274,9 @@ impl RateLimiter {
     }
 
     /// Decides `request` with what ingest knows of its destination and `Idempotency-Key`:
-    /// blocked by `[destinations]` or `[clients]`, or judged by every rule, in one script.
+    /// blocked by `[destinations]` or `[clients]`, or judged by every rule, in one script (on
+    /// Redis Cluster, a policy whose quotas span slots by the reserve/commit protocol of
+    /// `cluster.rs` instead).
     pub async fn decide_with(
         &self,
         redis: &Client,
@@ -242,6 +286,91 @@ impl RateLimiter {
         if !redis.is_connected() {
             return Err(LimiterError::Disconnected);
         }
+        match self.prepare(redis, request, context) {
+            Prepared::Script {
+                partition,
+                keys,
+                args,
+                applies,
+            } => {
+                let call = || {
+                    redis.evalsha::<Vec<Value>, _, _, _>(
+                        self.script_sha.as_str(),
+                        keys.clone(),
+                        args.clone(),
+                    )
+                };
+                let reply = match call().await {
+                    Err(e) if e.details().starts_with("NOSCRIPT") => {
+                        self.load(redis).await?;
+                        call().await?
+                    }
+                    other => other?,
+                };
+                self.parse_reply(partition, reply, &applies)
+            }
+            Prepared::Protocol(plan) => {
+                let (partition, applies) = (plan.partition, applies_of(&plan));
+                let reply = match cluster::hold(redis, &self.layout, self.timing, plan).await? {
+                    Hold::Replay(reply) => reply,
+                    Hold::Held(held) => {
+                        let steps = cluster::Finish {
+                            check_clock: true,
+                            settle: true,
+                        };
+                        cluster::finish(redis, &self.layout, self.timing, *held, steps).await?
+                    }
+                };
+                self.parse_reply(partition, reply, &applies)
+            }
+        }
+    }
+
+    /// The first half of a decision by the reserve/commit protocol: reservations taken (or
+    /// found full), nothing recorded. For tests that play a gateway killed or stalled between
+    /// the steps; `decide_with` runs both halves. Refuses a request that the protocol would
+    /// not decide (single Redis, a policy of the seed's rule alone, a blocked request).
+    #[doc(hidden)]
+    pub async fn hold_reservations(
+        &self,
+        redis: &Client,
+        request: &SmsRequest<'_>,
+        context: &Context<'_>,
+    ) -> Result<HeldDecision, LimiterError> {
+        match self.prepare(redis, request, context) {
+            Prepared::Protocol(plan) => {
+                match cluster::hold(redis, &self.layout, self.timing, plan).await? {
+                    Hold::Held(held) => Ok(*held),
+                    Hold::Replay(_) => Err(LimiterError::Reply("a replayed answer".into())),
+                }
+            }
+            Prepared::Script { .. } => Err(LimiterError::Reply(
+                "this request is decided by one script, not by reservations".into(),
+            )),
+        }
+    }
+
+    /// The second half of [`RateLimiter::hold_reservations`], sent however late: without the
+    /// gateway's own deadline, so only the fence can refuse it. Without `settle` the gateway
+    /// dies right after recording, leaving its reservations for a reclaimer.
+    #[doc(hidden)]
+    pub async fn record_held(
+        &self,
+        redis: &Client,
+        held: HeldDecision,
+        settle: bool,
+    ) -> Result<Decision, LimiterError> {
+        let (partition, applies) = (held.plan.partition, applies_of(&held.plan));
+        let steps = cluster::Finish {
+            check_clock: false,
+            settle,
+        };
+        let reply = cluster::finish(redis, &self.layout, self.timing, held, steps).await?;
+        self.parse_reply(partition, reply, &applies)
+    }
+
+    /// The keys and arguments of `decide.lua`, or the plan of the reserve/commit protocol.
+    fn prepare(&self, redis: &Client, request: &SmsRequest<'_>, context: &Context<'_>) -> Prepared {
         let id = Uuid::now_v7();
         let network = self.ruleset.clients.network(request.ip);
         let client = client_key_of(&network, request.to);
@@ -253,7 +382,7 @@ impl RateLimiter {
             country: context.destination.country,
             api_client: context.api_client,
         };
-        let mut partition = self.layout.partition_of(&client);
+        let partition = self.layout.partition_of(&client);
         // A rule that does not apply to the request still passes a key (the script's keys are
         // positional) but is told to leave it alone.
         let applies: Vec<bool> = self
@@ -262,7 +391,7 @@ impl RateLimiter {
             .iter()
             .map(|rule| rule.applies_to(&subject))
             .collect();
-        let mut quotas: Vec<(u16, String)> = self
+        let quotas: Vec<(u16, String)> = self
             .ruleset
             .rules()
             .iter()
@@ -271,15 +400,6 @@ impl RateLimiter {
                 self.layout.rule_quota(&rule.name, &value)
             })
             .collect();
-        // On Redis Cluster one script can only touch one slot: a policy whose keys can fall in
-        // several is decided on one partition (see the README's "Policy on Redis Cluster").
-        if redis.is_clustered() && self.spans_slots {
-            partition = 0;
-            for (p, key) in &mut quotas {
-                *key = self.layout.retag(key, *p, 0);
-                *p = 0;
-            }
-        }
         let stream = self.layout.stream(partition);
         let accepted_form = self.store.accepted();
         let accepted_message = accepted_form.apply(request.message);
@@ -301,29 +421,72 @@ impl RateLimiter {
             api_client: context.api_client,
             ip_unattributed: context.ip_unattributed,
         });
-        let mut keys = Vec::with_capacity(quotas.len() + 2);
-        keys.push(stream);
-        if blocked.is_none() {
-            keys.extend(quotas.into_iter().map(|(_, key)| key));
-        }
-        let fingerprint = match context.idempotency {
-            Some(idem) => {
-                keys.push(self.layout.key(
-                    partition,
-                    &format!("idem:{}", client_key_of(&network, idem.key)),
-                ));
-                idem.fingerprint
-            }
-            None => "",
-        };
-        // Last, whatever came before: where an accepted body waits for the dispatcher (written
-        // only when the event does not carry the body itself).
-        keys.push(self.layout.body(partition, &id));
+        let idem_key = context.idempotency.map(|idem| {
+            self.layout.key(
+                partition,
+                &format!("idem:{}", client_key_of(&network, idem.key)),
+            )
+        });
+        let fingerprint = context.idempotency.map_or("", |idem| idem.fingerprint);
+        let body_key = self.layout.body(partition, &id);
         let body = if accepted_form == crate::privacy::StoredForm::Full || blocked.is_some() {
             ""
         } else {
             request.message
         };
+        // On Redis Cluster one script can only touch one slot: the quotas of a policy whose
+        // keys fall in several are decided by reservations in their own slots (cluster.rs). A
+        // blocked request touches no quota, so it stays one script on the client's partition.
+        if redis.is_clustered() && self.spans_slots && blocked.is_none() {
+            let allowed = self.ruleset.clients.allowed(request.ip);
+            let rules = self
+                .ruleset
+                .rules()
+                .iter()
+                .zip(quotas)
+                .zip(&applies)
+                .map(|((rule, (_, quota)), applies)| RulePlan {
+                    applies: *applies,
+                    enforced: rule.mode == Mode::Enforce && !allowed,
+                    quota,
+                    windows: rule
+                        .limits
+                        .windows()
+                        .iter()
+                        .map(|w| WindowPlan {
+                            name: rule.window_name(w),
+                            limit: w.limit,
+                            micros: w.duration_micros(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            return Prepared::Protocol(Plan {
+                id,
+                partition,
+                rules,
+                stream,
+                body_key,
+                idem_key,
+                fingerprint: fingerprint.to_owned(),
+                pending,
+                refused_message: refused_form.apply(request.message),
+                refused_form: refused_form.as_str(),
+                body: body.to_owned(),
+                body_ttl_ms: self.body_ttl_ms,
+                longest_micros: i64::try_from(self.ruleset.longest().as_micros())
+                    .unwrap_or(i64::MAX),
+            });
+        }
+        let mut keys = Vec::with_capacity(quotas.len() + 2);
+        keys.push(stream);
+        if blocked.is_none() {
+            keys.extend(quotas.into_iter().map(|(_, key)| key));
+        }
+        keys.extend(idem_key);
+        // Last, whatever came before: where an accepted body waits for the dispatcher (written
+        // only when the event does not carry the body itself).
+        keys.push(body_key);
         let mut args = Vec::with_capacity(10 + self.rule_args.len());
         args.push(Value::Bytes(pending.into()));
         args.push(Value::from(id.to_string()));
@@ -352,21 +515,12 @@ impl RateLimiter {
         } else {
             args.push(Value::from("0"));
         }
-        let call = || {
-            redis.evalsha::<Vec<Value>, _, _, _>(
-                self.script_sha.as_str(),
-                keys.clone(),
-                args.clone(),
-            )
-        };
-        let reply = match call().await {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                self.load(redis).await?;
-                call().await?
-            }
-            other => other?,
-        };
-        self.parse_reply(partition, reply, &applies)
+        Prepared::Script {
+            partition,
+            keys,
+            args,
+            applies,
+        }
     }
 
     fn parse_reply(
@@ -438,4 +592,20 @@ impl RateLimiter {
             replayed: int(4)? == 1,
         })
     }
+}
+
+/// How `prepare` decides a request: `decide.lua` on one partition, or the reserve/commit
+/// protocol across slots.
+enum Prepared {
+    Script {
+        partition: u16,
+        keys: Vec<String>,
+        args: Vec<Value>,
+        applies: Vec<bool>,
+    },
+    Protocol(Plan),
+}
+
+fn applies_of(plan: &Plan) -> Vec<bool> {
+    plan.rules.iter().map(|r| r.applies).collect()
 }

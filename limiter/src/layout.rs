@@ -7,6 +7,10 @@
 //! <ns>:{<p>}:quota:<client>  sorted set of a client's accepted requests (score = µs)
 //! <ns>:{<p>}:dead            dead-letter stream of partition p
 //! <ns>:{<p>}:body:<id>       an accepted message's body, until the dispatcher takes it
+//! <ns>:{<p>}:rule:<r>:<v>    quota of rule r for key value v (p from the value, see rule_quota)
+//! <ns>:{<p>}:rule:<r>:<v>:leases      its reservations in flight (Redis Cluster only)
+//! <ns>:{<p>}:lease:<id>:recorded     event id was recorded as accepted (Redis Cluster only)
+//! <ns>:{<p>}:lease:<id>:fenced       event id's reservations were reclaimed (Redis Cluster only)
 //! ```
 
 use std::net::IpAddr;
@@ -82,13 +86,10 @@ impl Layout {
         (p, self.key(p, &suffix))
     }
 
-    /// `key` of partition `from` moved to partition `to`.
-    pub fn retag(&self, key: &str, from: u16, to: u16) -> String {
-        let old = format!("{}:{{{from}}}:", self.namespace);
-        match key.strip_prefix(&old) {
-            Some(suffix) => self.key(to, suffix),
-            None => key.to_owned(),
-        }
+    /// The lease records of a rule's quota (Redis Cluster's reserve/commit protocol), in the
+    /// quota's slot: `<quota>:leases`.
+    pub fn leases_of(quota: &str) -> String {
+        format!("{quota}:leases")
     }
 
     /// The body of accepted message `id` while it waits for the dispatcher, kept apart from

@@ -19,9 +19,12 @@
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
+//! - `cluster`: the reserve/commit protocol that decides a policy whose quotas span slots of a
+//!   Redis Cluster, and its scripts (`cluster/*.lua`).
 //! - [`connection`]: Redis pools that reconnect forever and never retry a command.
 //! - [`segments`]: GSM 03.38 or UCS-2, and the concatenated parts a body is sent as.
 
+mod cluster;
 pub mod codec;
 pub mod connection;
 pub mod delivery;
@@ -36,6 +39,7 @@ pub mod rules;
 pub mod segments;
 pub mod twilio;
 
+pub use cluster::{ClusterTiming, HeldDecision};
 pub use event::{Event, Outcome};
 pub use gate::{
     Context, Decision, Idempotency, LimiterError, RateLimiter, SmsRequest, WindowState,

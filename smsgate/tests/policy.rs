@@ -417,3 +417,61 @@ async fn sighup_reloads_the_policy_and_refuses_a_broken_file() {
     support::drop_namespace(pool.next(), &namespace).await;
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test]
+async fn on_the_cluster_a_quota_held_by_requests_in_flight_is_a_503_with_retry_after() {
+    // The reserve/commit protocol runs on a Redis Cluster only; testkit says why it skips.
+    let Some(url) = support::cluster_url() else {
+        return;
+    };
+    const POLICY: &str = "[[rule]]\nname = \"number\"\nkey = [\"to\"]\nlimits = \"2/1m\"\n";
+    let app = TestApp::spawn(Roles::INGEST, |s| {
+        s.redis_url = url.clone();
+        s.policy_file = Some(policy_file(POLICY));
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+        s.admin_token = Some(support::ADMIN_TOKEN.into());
+    })
+    .await;
+    // Two gateways of the same deployment hold both places of the number (reserved, not yet
+    // recorded, well within their lease), as if they had stalled between the steps.
+    let pool = testkit::redis_at(&url).await;
+    let other = limiter::RateLimiter::with_rules(
+        limiter::Ruleset::parse_toml(POLICY).unwrap(),
+        app.layout(),
+    );
+    let to = "+14155550123";
+    let mut held = Vec::new();
+    for ip in ["198.51.100.71", "198.51.100.72"] {
+        let request = limiter::SmsRequest {
+            ip: ip.parse().unwrap(),
+            to,
+            from: None,
+            message: "hi",
+            segments: 1,
+        };
+        let h = other
+            .hold_reservations(pool.next(), &request, &limiter::Context::default())
+            .await
+            .unwrap();
+        assert!(h.accepted());
+        held.push(h);
+    }
+    // The server can neither admit (both might still be recorded) nor refuse (both might be
+    // released): after its patience it answers 503, retry shortly, and sends nothing.
+    let started = Instant::now();
+    let r = send_from(&app, "198.51.100.73", json!({"to": to, "message": "hi"})).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited its patience"
+    );
+    assert_eq!(r.headers()["retry-after"], "1");
+    expect_problem(r, 503, None, "a quota held by requests in flight").await;
+    // Recorded within their lease after all, both count: the number's minute is full.
+    for h in held {
+        let id = h.id();
+        let late = other.record_held(pool.next(), h, true).await.unwrap();
+        assert_eq!((late.id, late.outcome), (id, Outcome::Accepted));
+    }
+    let r = send_from(&app, "198.51.100.73", json!({"to": to, "message": "hi"})).await;
+    assert_eq!(r.status(), 429, "the two recorded fill the number's minute");
+}

@@ -1,0 +1,23 @@
+-- The first step of a decision across slots (cluster.rs): the decision time, and the first
+-- answer to a repeated Idempotency-Key, read on the client's partition.
+--
+-- KEYS[1]  the Idempotency-Key record when ARGV[1] is not empty, else any key of the client's
+--          partition (it only routes the call there)
+-- ARGV[1]  the request's fingerprint under an Idempotency-Key, or ''
+--
+-- Returns {'go', now µs}: no earlier answer, decide at now (this node's TIME is the decision's
+-- clock, as decide.lua's is); or decide.lua's reply format: the first answer with replayed = 1,
+-- or {-1} when the key was first used with another request.
+
+if ARGV[1] ~= '' then
+  local stored = redis.call('GET', KEYS[1])
+  if stored then
+    local first = cmsgpack.unpack(stored)
+    if first[1] ~= ARGV[1] then return {-1} end
+    local reply = first[2]
+    reply[5] = 1
+    return reply
+  end
+end
+local clock = redis.call('TIME')
+return {'go', tonumber(clock[1]) * 1000000 + tonumber(clock[2])}
