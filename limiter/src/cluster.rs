@@ -12,8 +12,10 @@
 //!    score = lease end) if every window has room counting every member, reservations of
 //!    requests in flight included. A window filled by committed members decided at or before T
 //!    is *full*: that answer cannot change, so it refuses (or, for a shadow rule, is recorded
-//!    as a would-be refusal). A window full only with reservations, or with members decided
-//!    after T, is *busy*: the request releases what it reserved, waits a few ms and decides
+//!    as a would-be refusal). A quota that already holds a member decided after T is *late*:
+//!    the request releases what it reserved and decides again at once at a new T, so every
+//!    quota takes its members in the order of their decision times and each decision sees
+//!    every earlier one. A window full only with reservations is *busy*: the request releases what it reserved, waits a few ms and decides
 //!    again at a new T, for at most the patience ([`ClusterTiming::patience`]), after which it gives up
 //!    with [`LimiterError::Contended`] (a 503: it could not be decided in time). Expired leases
 //!    found on the way are reclaimed first (step 4).
@@ -215,6 +217,8 @@ enum Status {
 enum Answer {
     /// Leases that ended, to reclaim before deciding.
     Expired(Vec<String>),
+    /// The quota holds a decision later than T: decide again at a new T.
+    Late,
     Counted(Status, Vec<WindowCount>),
 }
 
@@ -247,9 +251,11 @@ pub(crate) enum Hold {
     Held(Box<HeldDecision>),
 }
 
-/// How many rounds in a row may only reclaim ended leases (each reclaims at least one, so this
-/// is never reached unless the leases' node keeps answering the same ones).
-const MAX_RECLAIM_ROUNDS: u32 = 64;
+/// How many rounds in a row may go again at once, without waiting: rounds that only reclaim
+/// ended leases (each reclaims at least one) and rounds that came too late (a quota already
+/// holds a later decision, and each new T is later). Never reached unless a node keeps
+/// answering the same.
+const MAX_IMMEDIATE_ROUNDS: u32 = 64;
 
 /// Steps 1 and 2: decides the request at some T, holding its reservations.
 pub(crate) async fn hold(
@@ -266,7 +272,7 @@ pub(crate) async fn hold(
     let member = plan.lease_member();
     let id = plan.id.to_string();
     let mut attempt = 0_u32;
-    let mut reclaims = 0_u32;
+    let mut immediate = 0_u32;
     loop {
         attempt = attempt.wrapping_add(1);
         let (key, fingerprint) = match &plan.idem_key {
@@ -314,6 +320,7 @@ pub(crate) async fn hold(
         }
         let mut undecided = false;
         let mut reclaimed = false;
+        let mut late = false;
         for (rule, answer) in plan.rules.iter().zip(&answers) {
             match answer {
                 Some(Answer::Expired(members)) => {
@@ -324,19 +331,21 @@ pub(crate) async fn hold(
                     reclaimed = true;
                 }
                 Some(Answer::Counted(Status::Busy, _)) => undecided = true,
+                Some(Answer::Late) => late = true,
                 _ => {}
             }
         }
-        if undecided || reclaimed {
+        if undecided || reclaimed || late {
             // Holding some quotas while waiting for others could keep two requests waiting on
             // each other; let go of everything and decide again at a new T.
             release(redis, &plan, &reserved).await;
-            // Rounds that reclaimed do not wait; the cap keeps them finite all the same.
-            reclaims = if reclaimed { reclaims + 1 } else { 0 };
-            if waited >= timing.patience || reclaims >= MAX_RECLAIM_ROUNDS {
+            // Rounds that reclaimed or came late do not wait; the cap keeps them finite.
+            let at_once = (reclaimed || late) && !undecided;
+            immediate = if at_once { immediate + 1 } else { 0 };
+            if waited >= timing.patience || immediate >= MAX_IMMEDIATE_ROUNDS {
                 return Err(LimiterError::Contended);
             }
-            if !reclaimed {
+            if !at_once {
                 let micros = u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX);
                 // The id's random bits spread the waits of requests that collided.
                 let bits = (plan.id.as_u128() as u64).rotate_left(attempt.wrapping_mul(11));
@@ -407,6 +416,7 @@ async fn reserve(
                 .collect();
             return Ok(Answer::Expired(members));
         }
+        4 => return Ok(Answer::Late),
         1 => Status::Reserved,
         0 => Status::Full,
         2 => Status::Busy,

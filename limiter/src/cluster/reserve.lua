@@ -13,7 +13,10 @@
 -- ARGV[6]  the number of windows w, then w pairs: limit, µs
 --
 -- Returns {3, lease members…} when some lease ended: nothing is reserved, the caller fences
--- and settles those first. Else {status, then per window: count, oldest µs or -1, wait µs or -1}
+-- and settles those first. {4} when a member was decided after T: nothing is reserved, and the
+-- caller decides again at a new T at once, so every quota takes its members in the order of
+-- their decision times and each decision sees every earlier one (as the sequential model
+-- does). Else {status, then per window: count, oldest µs or -1, wait µs or -1}
 -- with status 1 reserved, 0 full, 2 busy:
 --   count   every member inside the window (committed, reserved, and decided after T)
 --   wait    when the committed members decided at or before T fill the window alone (so no
@@ -50,6 +53,7 @@ for _, member in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
   held[string.match(member, '^[^@]+')] = true
 end
 local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
+if #entries > 0 and tonumber(entries[#entries]) > now then return {4} end
 
 local reply, room, busy = {0}, true, false
 for _, win in ipairs(windows) do
