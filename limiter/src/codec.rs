@@ -1,6 +1,6 @@
 //! Event ⇄ MessagePack. The wire format is a self-describing map (field names, not positions)
-//! carrying a schema version, so the Lua script can add the decision to it and old entries
-//! stay readable as fields are added.
+//! carrying a schema version, so the Lua script can append the decision's entries to ingest's
+//! and old entries stay readable as fields are added.
 
 use std::net::IpAddr;
 
@@ -87,8 +87,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
-/// Serde through `Display`/`FromStr`: UUIDs and IPs travel as text, which survives the Lua
-/// script's unpack/repack unchanged (binary would come back as a MessagePack string).
+/// Serde through `Display`/`FromStr`: UUIDs and IPs travel as text, the form every reader of
+/// the stream (and `redis-cli`) can show.
 pub mod as_string {
     use std::fmt::Display;
     use std::str::FromStr;
