@@ -55,6 +55,7 @@ use fred::types::Value;
 use futures::future::join_all;
 use uuid::Uuid;
 
+use crate::codec::PendingFields;
 use crate::gate::LimiterError;
 use crate::layout::Layout;
 
@@ -170,7 +171,10 @@ pub(crate) struct Plan {
     pub body_key: String,
     pub idem_key: Option<String>,
     pub fingerprint: String,
-    pub pending: Vec<u8>,
+    pub pending: PendingFields,
+    /// The body as an accepted request keeps it, and the name of that form.
+    pub accepted_message: String,
+    pub accepted_form: &'static str,
     pub refused_message: String,
     pub refused_form: &'static str,
     pub body: String,
@@ -609,7 +613,7 @@ pub(crate) async fn finish(
     let retry_after = if accepted { 0 } else { seconds_up(retry_us) };
     let id = plan.id.to_string();
     let mut args: Vec<Value> = vec![
-        Value::Bytes(plan.pending.clone().into()),
+        Value::Bytes(plan.pending.bytes.clone().into()),
         id.as_str().into(),
         if accepted { "1" } else { "0" }.into(),
         now.to_string().into(),
@@ -620,6 +624,9 @@ pub(crate) async fn finish(
         plan.body.as_str().into(),
         plan.body_ttl_ms.to_string().into(),
         mark_ttl_ms(&plan, timing).to_string().into(),
+        plan.pending.entries.to_string().into(),
+        plan.accepted_message.as_str().into(),
+        plan.accepted_form.into(),
         violated.len().to_string().into(),
     ];
     args.extend(violated.iter().map(|v| Value::from(v.as_str())));

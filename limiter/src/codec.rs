@@ -1,6 +1,6 @@
 //! Event ⇄ MessagePack. The wire format is a self-describing map (field names, not positions)
-//! carrying a schema version, so the Lua script can add the decision to it and old entries
-//! stay readable as fields are added.
+//! carrying a schema version, so the Lua script can append the decision's entries to ingest's
+//! and old entries stay readable as fields are added.
 
 use std::net::IpAddr;
 
@@ -8,12 +8,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::event::{Event, SCHEMA_VERSION};
-use crate::privacy::StoredForm;
 
 /// The stream entry field that holds the encoded event.
 pub const EVENT_FIELD: &str = "e";
 
-/// The part of an event ingest knows before the decision; the script completes it.
+/// The part of an event ingest knows before the decision; the script completes it with the
+/// decision and the body in the form the outcome keeps (`message`, `stored`).
 #[derive(Debug, Serialize)]
 pub struct PendingEvent<'a> {
     pub v: u32,
@@ -24,10 +24,6 @@ pub struct PendingEvent<'a> {
     pub to: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'a str>,
-    /// The body as kept if the request is accepted; the script replaces it (and `stored`)
-    /// with the refused form otherwise.
-    pub message: &'a str,
-    pub stored: StoredForm,
     pub segments: u32,
     pub policy: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,8 +51,26 @@ pub enum DecodeError {
     UnknownVersion(u32),
 }
 
-pub fn encode_pending(event: &PendingEvent<'_>) -> Vec<u8> {
-    rmp_serde::to_vec_named(event).expect("a PendingEvent always serializes")
+/// A [`PendingEvent`] as the entries of a MessagePack map without the map's header, and how
+/// many there are: the script appends the decision's entries and writes the header for all of
+/// them, so it never decodes and re-encodes what ingest wrote.
+#[derive(Clone, Debug)]
+pub struct PendingFields {
+    pub entries: u32,
+    pub bytes: Vec<u8>,
+}
+
+pub fn encode_pending(event: &PendingEvent<'_>) -> PendingFields {
+    let mut bytes = rmp_serde::to_vec_named(event).expect("a PendingEvent always serializes");
+    let (entries, header) = match bytes[0] {
+        fixmap @ 0x80..=0x8f => (u32::from(fixmap & 0x0f), 1),
+        0xde => (u32::from(u16::from_be_bytes([bytes[1], bytes[2]])), 3),
+        other => unreachable!(
+            "a struct of 16 fields at most serializes as fixmap or map16, not {other:#x}"
+        ),
+    };
+    bytes.drain(..header);
+    PendingFields { entries, bytes }
 }
 
 /// Encodes a whole event the way the script would have written it (used by tests and tools
@@ -73,8 +87,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
-/// Serde through `Display`/`FromStr`: UUIDs and IPs travel as text, which survives the Lua
-/// script's unpack/repack unchanged (binary would come back as a MessagePack string).
+/// Serde through `Display`/`FromStr`: UUIDs and IPs travel as text, the form every reader of
+/// the stream (and `redis-cli`) can show.
 pub mod as_string {
     use std::fmt::Display;
     use std::str::FromStr;

@@ -6,17 +6,21 @@
 --              (member = event id, score = µs)
 -- KEYS[n+2]    the Idempotency-Key record, when ARGV[5] is not empty
 -- KEYS[#KEYS]  (always last) where an accepted body waits for the dispatcher
--- ARGV[1]  the pending event, a MessagePack map; the decision is added to it here. Its
---          `message` is the body in the form an accepted request keeps (`stored` names it)
+-- ARGV[1]  the pending event: the entries of a MessagePack map without the map's header
+--          (ARGV[10] of them). The script appends the decision's entries and writes the
+--          header, so it never decodes or re-encodes what ingest wrote
 -- ARGV[2]  the event id (the quota member if accepted)
--- ARGV[3]  'd' to decide, 'b' to record a blocked request (no quota is read or written)
+-- ARGV[3]  '' to decide, else the reason a blocked request is recorded with (no quota is read
+--          or written)
 -- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
 -- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
 -- ARGV[6]  the message as a refused request keeps it (never more than a redacted preview)
 -- ARGV[7]  the name of that form
 -- ARGV[8]  the full body when the event does not carry it ('' when it does, or when blocked)
 -- ARGV[9]  how long the body waits for the dispatcher, ms
--- ARGV[10] the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
+-- ARGV[10] how many map entries ARGV[1] holds
+-- ARGV[11] the message as an accepted request keeps it, ARGV[12] the name of that form
+-- ARGV[13] the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
 --          ('e' enforce | 's' shadow | 'n' not applicable: the request lacks a dimension of the
 --          rule's key, so its quota is neither read nor counted), the number of windows w, then
 --          w triples: name, limit, µs
@@ -29,7 +33,7 @@
 -- nothing.
 
 local stream = KEYS[1]
-local rules = tonumber(ARGV[10])
+local rules = tonumber(ARGV[13])
 local fingerprint = ARGV[5]
 local idem = nil
 if fingerprint ~= '' then
@@ -52,7 +56,7 @@ local function seconds_up(micros)
 end
 
 -- Parse the rules once: rule[r] = {prefix, enforced, windows = {{name, limit, d}, ...}, longest}
-local parsed, at = {}, 11
+local parsed, at = {}, 14
 for r = 1, rules do
   local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1',
     skip = ARGV[at + 1] == 'n', windows = {}, longest = 0}
@@ -67,12 +71,10 @@ for r = 1, rules do
   parsed[r] = rule
 end
 
-local event = cmsgpack.unpack(ARGV[1])
-event['at_us'] = now
 local violated, shadow = {}, {}
 local retry_us = 0
 local outcome
-if ARGV[3] == 'b' then
+if ARGV[3] ~= '' then
   outcome = 2
 else
   for r = 1, rules do
@@ -114,11 +116,8 @@ else
   outcome = (#violated == 0) and 1 or 0
 end
 
-event['violated'] = violated
-if #shadow > 0 then event['shadow_violated'] = shadow end
+local retry_after = 0
 if outcome == 1 then
-  event['outcome'] = 'accepted'
-  event['retry_after'] = 0
   -- Every rule with room counts the request, shadow rules too: they count as if enforced.
   for r = 1, rules do
     local rule, quota = parsed[r], KEYS[r + 1]
@@ -133,19 +132,28 @@ if outcome == 1 then
     redis.call('SET', KEYS[#KEYS], ARGV[8], 'PX', ARGV[9])
   end
 elseif outcome == 0 then
-  event['outcome'] = 'rejected'
-  event['retry_after'] = seconds_up(retry_us)
+  retry_after = seconds_up(retry_us)
+end
+local outcomes = {[1] = 'accepted', [0] = 'rejected', [2] = 'blocked'}
+local message, stored = ARGV[11], ARGV[12]
+if outcome ~= 1 then message, stored = ARGV[6], ARGV[7] end
+-- The decision's entries after ingest's, under one map header (fixmap up to 15, else map16).
+local tail = cmsgpack.pack('at_us', now, 'outcome', outcomes[outcome], 'violated', violated,
+  'retry_after', retry_after, 'message', message, 'stored', stored)
+local entries = tonumber(ARGV[10]) + 6
+if #shadow > 0 then
+  tail = tail .. cmsgpack.pack('shadow_violated', shadow)
+  entries = entries + 1
+end
+local header
+if entries < 16 then
+  header = string.char(0x80 + entries)
 else
-  event['outcome'] = 'blocked'
-  event['retry_after'] = 0
+  header = string.char(0xde, math.floor(entries / 256), entries % 256)
 end
-if outcome ~= 1 then
-  event['message'] = ARGV[6]
-  event['stored'] = ARGV[7]
-end
-local id = redis.call('XADD', stream, '*', 'e', cmsgpack.pack(event))
+local id = redis.call('XADD', stream, '*', 'e', header .. ARGV[1] .. tail)
 
-local reply = {outcome, now, event['retry_after'], id, 0, ARGV[2], event['reason'] or ''}
+local reply = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}
 if outcome ~= 2 then
   for r = 1, rules do
     local rule = parsed[r]

@@ -835,6 +835,14 @@ mod tests {
         assert_eq!(decode_deliverable(&rejected).unwrap(), None);
     }
 
+    fn rmpv_int(n: i64) -> Vec<u8> {
+        rmp_serde::to_vec(&n).unwrap()
+    }
+
+    fn rmpv_str(text: &str) -> Vec<u8> {
+        rmp_serde::to_vec(text).unwrap()
+    }
+
     #[test]
     fn the_callback_url_travels_in_the_pending_event() {
         let id = Uuid::now_v7();
@@ -844,8 +852,6 @@ mod tests {
             ip: "203.0.113.7".parse().unwrap(),
             to: "+14155550123",
             from: None,
-            message: "hi",
-            stored: crate::privacy::StoredForm::Full,
             segments: 1,
             policy: "3/1m",
             reason: None,
@@ -855,14 +861,20 @@ mod tests {
             ip_unattributed: false,
             status_callback: Some("https://example.com/cb"),
         });
-        // What the script does: add the decision to the map and pack it again.
-        let mut value: serde_json::Map<String, serde_json::Value> =
-            rmp_serde::from_slice(&pending).unwrap();
-        value.insert("at_us".into(), 1.into());
-        value.insert("outcome".into(), "accepted".into());
-        value.insert("violated".into(), serde_json::Value::Array(vec![]));
-        value.insert("retry_after".into(), 0.into());
-        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        // What the script does: append the decision's entries and write the map header.
+        let mut bytes = vec![0xde, 0, (pending.entries + 6) as u8];
+        bytes.extend_from_slice(&pending.bytes);
+        for (key, value) in [
+            ("at_us", rmpv_int(1)),
+            ("outcome", rmpv_str("accepted")),
+            ("violated", vec![0x90]),
+            ("retry_after", rmpv_int(0)),
+            ("message", rmpv_str("hi")),
+            ("stored", rmpv_str("full")),
+        ] {
+            bytes.extend(rmpv_str(key));
+            bytes.extend(value);
+        }
         let deliverable = decode_deliverable(&bytes).unwrap().unwrap();
         assert_eq!(deliverable.id, id);
         assert_eq!(

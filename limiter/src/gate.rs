@@ -410,8 +410,6 @@ impl RateLimiter {
             ip: request.ip,
             to: request.to,
             from: request.from,
-            message: &accepted_message,
-            stored: accepted_form,
             segments: request.segments,
             policy: &self.policy_text,
             reason: blocked.map(BlockReason::as_str),
@@ -470,6 +468,8 @@ impl RateLimiter {
                 idem_key,
                 fingerprint: fingerprint.to_owned(),
                 pending,
+                accepted_message,
+                accepted_form: accepted_form.as_str(),
                 refused_message: refused_form.apply(request.message),
                 refused_form: refused_form.as_str(),
                 body: body.to_owned(),
@@ -488,9 +488,9 @@ impl RateLimiter {
         // only when the event does not carry the body itself).
         keys.push(body_key);
         let mut args = Vec::with_capacity(10 + self.rule_args.len());
-        args.push(Value::Bytes(pending.into()));
+        args.push(Value::Bytes(pending.bytes.into()));
         args.push(Value::from(id.to_string()));
-        args.push(Value::from(if blocked.is_some() { "b" } else { "d" }));
+        args.push(Value::from(blocked.map_or("", BlockReason::as_str)));
         args.push(Value::from(if self.ruleset.clients.allowed(request.ip) {
             "1"
         } else {
@@ -501,6 +501,9 @@ impl RateLimiter {
         args.push(Value::from(refused_form.as_str()));
         args.push(Value::from(body));
         args.push(Value::from(self.body_ttl_ms.to_string()));
+        args.push(Value::from(pending.entries.to_string()));
+        args.push(Value::from(accepted_message));
+        args.push(Value::from(accepted_form.as_str()));
         if blocked.is_none() {
             let start = args.len();
             args.extend(self.rule_args.iter().cloned());

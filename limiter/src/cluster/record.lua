@@ -6,7 +6,7 @@
 -- KEYS[2]  the id's fence, KEYS[3] its recorded mark (see fence.lua)
 -- KEYS[4]  where an accepted body waits for the dispatcher
 -- KEYS[5]  the Idempotency-Key record, when ARGV[6] is not empty
--- ARGV[1]  the pending event, a MessagePack map (as for decide.lua)
+-- ARGV[1]  the pending event: map entries without the map's header (as for decide.lua)
 -- ARGV[2]  the event id
 -- ARGV[3]  1 accepted, 0 rejected
 -- ARGV[4]  the decision time T, µs (the event's at_us and every quota member's score)
@@ -16,7 +16,9 @@
 -- ARGV[9]  the full body when the event does not carry it, or ''
 -- ARGV[10] how long the body waits for the dispatcher, ms
 -- ARGV[11] how long the recorded mark lasts, ms
--- ARGV[12] the number of violated windows v, then v names, then the number of shadow
+-- ARGV[12] how many map entries ARGV[1] holds
+-- ARGV[13] the message as an accepted request keeps it, ARGV[14] the name of that form
+-- ARGV[15] the number of violated windows v, then v names, then the number of shadow
 --          windows s that would have refused, then s names, then per rule and window of the
 --          policy: remaining, reset_after s, retry_after s (as decide.lua replies)
 --
@@ -41,32 +43,40 @@ end
 
 local outcome = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
-local event = cmsgpack.unpack(ARGV[1])
-event['at_us'] = now
-local at = 12
+local retry_after = tonumber(ARGV[5])
+local at = 15
 local violated, shadow = {}, {}
 for i = 1, tonumber(ARGV[at]) do violated[i] = ARGV[at + i] end
 at = at + tonumber(ARGV[at]) + 1
 for i = 1, tonumber(ARGV[at]) do shadow[i] = ARGV[at + i] end
 at = at + tonumber(ARGV[at]) + 1
-event['violated'] = violated
-if #shadow > 0 then event['shadow_violated'] = shadow end
-event['retry_after'] = tonumber(ARGV[5])
+local message, stored = ARGV[13], ARGV[14]
 if outcome == 1 then
-  event['outcome'] = 'accepted'
   if ARGV[9] ~= '' then
     redis.call('SET', KEYS[4], ARGV[9], 'PX', ARGV[10])
   end
   -- From here a reclaimer commits this id's reservations instead of releasing them.
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[11])
 else
-  event['outcome'] = 'rejected'
-  event['message'] = ARGV[7]
-  event['stored'] = ARGV[8]
+  message, stored = ARGV[7], ARGV[8]
 end
-local id = redis.call('XADD', KEYS[1], '*', 'e', cmsgpack.pack(event))
+-- The decision's entries after ingest's under one map header, as decide.lua writes them.
+local tail = cmsgpack.pack('at_us', now, 'outcome', outcome == 1 and 'accepted' or 'rejected',
+  'violated', violated, 'retry_after', retry_after, 'message', message, 'stored', stored)
+local entries = tonumber(ARGV[12]) + 6
+if #shadow > 0 then
+  tail = tail .. cmsgpack.pack('shadow_violated', shadow)
+  entries = entries + 1
+end
+local header
+if entries < 16 then
+  header = string.char(0x80 + entries)
+else
+  header = string.char(0xde, math.floor(entries / 256), entries % 256)
+end
+local id = redis.call('XADD', KEYS[1], '*', 'e', header .. ARGV[1] .. tail)
 
-local reply = {outcome, now, event['retry_after'], id, 0, ARGV[2], ''}
+local reply = {outcome, now, retry_after, id, 0, ARGV[2], ''}
 for i = at, #ARGV do reply[#reply + 1] = tonumber(ARGV[i]) end
 if idem then
   redis.call('SET', idem, cmsgpack.pack({fingerprint, reply}), 'PX', 86400000)
