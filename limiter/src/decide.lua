@@ -51,6 +51,9 @@ end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
+-- Up to this many members a quota is read whole; beyond, counted per window (ZCOUNT).
+local SMALL_QUOTA = 8
+
 local function seconds_up(micros)
   return math.ceil(micros / 1000000)
 end
@@ -79,28 +82,46 @@ if ARGV[3] ~= '' then
 else
   for r = 1, rules do
     local rule, quota = parsed[r], KEYS[r + 1]
-    local times = {}
+    -- A rule that does not apply sees an empty quota and counts nothing.
+    rule.room = not rule.skip
+    local times, size = {}, 0
     if not rule.skip then
       -- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
       redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
-      local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
-      for j = 2, #entries, 2 do
-        times[#times + 1] = tonumber(entries[j])
+      size = redis.call('ZCARD', quota)
+      -- Scores travel as decimal text both ways (Redis prints, Lua parses): a small quota is
+      -- read whole, a large one counted per window, reading only the scores a reply needs.
+      if size <= SMALL_QUOTA then
+        local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
+        for j = 2, #entries, 2 do
+          times[#times + 1] = tonumber(entries[j])
+        end
       end
     end
-    -- A rule that does not apply sees an empty quota and counts nothing.
-    rule.times, rule.room = times, not rule.skip
-    for i, win in ipairs(rule.windows) do
-      local k = #times + 1
-      for j = 1, #times do
-        if times[j] > now - win.d then k = j break end
+    for _, win in ipairs(rule.windows) do
+      local count, oldest, nth
+      if size <= SMALL_QUOTA then
+        local k = #times + 1
+        for j = 1, #times do
+          if times[j] > now - win.d then k = j break end
+        end
+        count, oldest = #times - k + 1, times[k]
+        nth = function(i) return times[k + i] end
+      else
+        local lower = '(' .. string.format('%d', now - win.d)
+        local function score_at(i)
+          local hit = redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', i, 1, 'WITHSCORES')
+          return tonumber(hit[2])
+        end
+        count = redis.call('ZCOUNT', quota, lower, '+inf')
+        if count > 0 then oldest = score_at(0) end
+        nth = score_at
       end
-      local count = #times - k + 1
-      win.first, win.count, win.retry = k, count, 0
+      win.count, win.oldest, win.retry = count, oldest, 0
       if count >= win.limit then
         rule.room = false
         -- The (count - limit + 1)-th oldest request in the window must leave before one more fits.
-        local wait = times[k + count - win.limit] + win.d - now
+        local wait = nth(count - win.limit) + win.d - now
         if rule.enforced then
           win.retry = seconds_up(wait)
           retry_us = math.max(retry_us, wait)
@@ -159,7 +180,7 @@ if outcome ~= 2 then
     local rule = parsed[r]
     local counted = outcome == 1 and rule.room
     for _, win in ipairs(rule.windows) do
-      local used, oldest = win.count, rule.times[win.first]
+      local used, oldest = win.count, win.oldest
       if counted then
         used = used + 1
         oldest = oldest or now
