@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fred::clients::Client;
-use fred::interfaces::LuaInterface;
+use fred::types::scripts::Script;
 
 const BUCKET_LUA: &str = include_str!("bucket.lua");
 
@@ -12,7 +12,7 @@ const BUCKET_LUA: &str = include_str!("bucket.lua");
 pub struct TokenBucket {
     key: String,
     rate: u32,
-    sha: String,
+    script: Script,
 }
 
 impl TokenBucket {
@@ -21,7 +21,7 @@ impl TokenBucket {
         Self {
             key,
             rate: rate.max(1),
-            sha: fred::util::sha1_hash(BUCKET_LUA),
+            script: Script::from_lua(BUCKET_LUA),
         }
     }
 
@@ -32,16 +32,10 @@ impl TokenBucket {
     /// Takes a token and says how long to wait before using it.
     pub async fn reserve(&self, redis: &Client) -> Result<Duration, fred::error::Error> {
         let args = vec![self.rate.to_string(), self.rate.to_string()];
-        let call = || {
-            redis.evalsha::<i64, _, _, _>(self.sha.as_str(), vec![self.key.as_str()], args.clone())
-        };
-        let wait = match call().await {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                redis.script_load_cluster::<(), _>(BUCKET_LUA).await?;
-                call().await?
-            }
-            other => other?,
-        };
+        let wait: i64 = self
+            .script
+            .evalsha_with_reload(redis, vec![self.key.as_str()], args)
+            .await?;
         Ok(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
     }
 

@@ -50,8 +50,9 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use fred::clients::Client;
-use fred::interfaces::{KeysInterface, LuaInterface};
+use fred::interfaces::KeysInterface;
 use fred::types::Value;
+use fred::types::scripts::Script;
 use futures::future::join_all;
 use uuid::Uuid;
 
@@ -59,31 +60,30 @@ use crate::codec::PendingFields;
 use crate::gate::LimiterError;
 use crate::layout::Layout;
 
-/// One of the protocol's scripts: its source and, computed once, its SHA1 for EVALSHA.
-struct Script {
-    source: &'static str,
-    sha: LazyLock<String>,
-}
-
+/// One of the protocol's scripts (fred's: the SHA-1 computed once, EVALSHA, a load on every
+/// primary and one retry on NOSCRIPT), built on first use.
 macro_rules! script {
-    ($file:literal) => {
-        Script {
-            source: include_str!($file),
-            sha: LazyLock::new(|| fred::util::sha1_hash(include_str!($file))),
-        }
+    ($source:expr) => {
+        LazyLock::new(|| Script::from_lua($source))
     };
 }
 
-static BEGIN: Script = script!("cluster/begin.lua");
-static RESERVE: Script = script!("cluster/reserve.lua");
-static RECORD: Script = script!("cluster/record.lua");
-static SETTLE: Script = script!("cluster/settle.lua");
-static FENCE: Script = script!("cluster/fence.lua");
+static BEGIN: LazyLock<Script> = script!(concat!(
+    include_str!("prelude.lua"),
+    include_str!("cluster/begin.lua")
+));
+static RESERVE: LazyLock<Script> = script!(include_str!("cluster/reserve.lua"));
+static RECORD: LazyLock<Script> = script!(concat!(
+    include_str!("prelude.lua"),
+    include_str!("cluster/record.lua")
+));
+static SETTLE: LazyLock<Script> = script!(include_str!("cluster/settle.lua"));
+static FENCE: LazyLock<Script> = script!(include_str!("cluster/fence.lua"));
 
 /// Loads every script of the protocol on every primary.
 pub(crate) async fn load(redis: &Client) -> Result<(), LimiterError> {
     for script in [&BEGIN, &RESERVE, &RECORD, &SETTLE, &FENCE] {
-        redis.script_load_cluster::<(), _>(script.source).await?;
+        script.load(redis).await?;
     }
     Ok(())
 }
@@ -94,15 +94,7 @@ async fn eval<R: fred::types::FromValue>(
     keys: Vec<String>,
     args: Vec<Value>,
 ) -> Result<R, LimiterError> {
-    let call = || redis.evalsha::<R, _, _, _>(script.sha.as_str(), keys.clone(), args.clone());
-    match call().await {
-        Err(e) if e.details().starts_with("NOSCRIPT") => {
-            // A restarted or failed-over node lost its scripts; load this one everywhere.
-            redis.script_load_cluster::<(), _>(script.source).await?;
-            Ok(call().await?)
-        }
-        other => Ok(other?),
-    }
+    Ok(script.evalsha_with_reload(redis, keys, args).await?)
 }
 
 /// How long reservations may be held, and how long a request waits for others in flight.

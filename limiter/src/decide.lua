@@ -38,14 +38,8 @@ local fingerprint = ARGV[5]
 local idem = nil
 if fingerprint ~= '' then
   idem = KEYS[rules + 2]
-  local stored = redis.call('GET', idem)
-  if stored then
-    local first = cmsgpack.unpack(stored)
-    if first[1] ~= fingerprint then return {-1} end
-    local reply = first[2]
-    reply[5] = 1
-    return reply
-  end
+  local first = first_answer(idem, fingerprint)
+  if first then return first end
 end
 
 local clock = redis.call('TIME')
@@ -158,21 +152,10 @@ end
 local outcomes = {[1] = 'accepted', [0] = 'rejected', [2] = 'blocked'}
 local message, stored = ARGV[11], ARGV[12]
 if outcome ~= 1 then message, stored = ARGV[6], ARGV[7] end
--- The decision's entries after ingest's, under one map header (fixmap up to 15, else map16).
-local tail = cmsgpack.pack('at_us', now, 'outcome', outcomes[outcome], 'violated', violated,
-  'retry_after', retry_after, 'message', message, 'stored', stored)
-local entries = tonumber(ARGV[10]) + 6
-if #shadow > 0 then
-  tail = tail .. cmsgpack.pack('shadow_violated', shadow)
-  entries = entries + 1
-end
-local header
-if entries < 16 then
-  header = string.char(0x80 + entries)
-else
-  header = string.char(0xde, math.floor(entries / 256), entries % 256)
-end
-local id = redis.call('XADD', stream, '*', 'e', header .. ARGV[1] .. tail)
+local event = event_bytes(ARGV[1], tonumber(ARGV[10]), {at_us = now,
+  outcome = outcomes[outcome], violated = violated, shadow = shadow, retry_after = retry_after,
+  message = message, stored = stored})
+local id = redis.call('XADD', stream, '*', 'e', event)
 
 local reply = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}
 if outcome ~= 2 then

@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use fred::clients::Client;
-use fred::interfaces::{HashesInterface, ListInterface, LuaInterface};
+use fred::interfaces::{HashesInterface, ListInterface};
 use fred::types::Value;
+use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -368,7 +369,7 @@ pub enum DeliveryError {
 #[derive(Clone, Debug)]
 pub struct DeliveryStore {
     layout: Layout,
-    sha: String,
+    script: Script,
     /// How long a message's state and history stay readable after its final status.
     keep_secs: u64,
 }
@@ -380,7 +381,7 @@ impl DeliveryStore {
     pub fn new(layout: Layout) -> Self {
         Self {
             layout,
-            sha: fred::util::sha1_hash(DELIVERY_LUA),
+            script: Script::from_lua(DELIVERY_LUA),
             keep_secs: Self::DEFAULT_KEEP_SECS,
         }
     }
@@ -468,15 +469,7 @@ impl DeliveryStore {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<Value, DeliveryError> {
-        let call =
-            || redis.evalsha::<Value, _, _, _>(self.sha.as_str(), keys.clone(), args.clone());
-        match call().await {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                redis.script_load_cluster::<(), _>(DELIVERY_LUA).await?;
-                Ok(call().await?)
-            }
-            other => Ok(other?),
-        }
+        Ok(self.script.evalsha_with_reload(redis, keys, args).await?)
     }
 
     /// Creates the message's state as `queued`, claimed until `due_ms`. False when it already

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, LuaInterface};
 use fred::types::Value;
+use fred::types::scripts::Script;
 use uuid::Uuid;
 
 use crate::cluster::{self, ClusterTiming, HeldDecision, Hold, Plan, RulePlan, WindowPlan};
@@ -19,7 +20,7 @@ use crate::privacy::StoreMessage;
 use crate::rules::{BlockReason, Destination, Dimension, Mode, Ruleset, SEED_RULE, Subject};
 
 /// The Lua source of the decision; see the header of `decide.lua` for its keys and arguments.
-pub const DECIDE_LUA: &str = include_str!("decide.lua");
+pub const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("decide.lua"));
 
 /// A validated request, ready to be decided.
 #[derive(Clone, Debug)]
@@ -141,7 +142,7 @@ pub struct RateLimiter {
     ruleset: Ruleset,
     policy_text: String,
     layout: Layout,
-    script_sha: String,
+    script: Script,
     /// `[n, prefix, mode, w, name, limit, µs, …]`: the rules as script arguments, built once
     /// (cloning a `Value::Bytes` only bumps a reference count).
     rule_args: Vec<Value>,
@@ -197,7 +198,7 @@ impl RateLimiter {
             policy_text: ruleset.to_string(),
             ruleset,
             layout,
-            script_sha: fred::util::sha1_hash(DECIDE_LUA),
+            script: Script::from_lua(DECIDE_LUA),
             rule_args,
             store: StoreMessage::default(),
             body_ttl_ms: Self::DEFAULT_BODY_TTL_MS,
@@ -293,25 +294,12 @@ impl RateLimiter {
                 args,
                 applies,
             } => {
-                let call = || {
-                    redis.evalsha::<Vec<Value>, _, _, _>(
-                        self.script_sha.as_str(),
-                        keys.clone(),
-                        args.clone(),
-                    )
-                };
-                let reply = match call().await {
-                    Err(e) if e.details().starts_with("NOSCRIPT") => {
-                        self.load(redis).await?;
-                        call().await?
-                    }
-                    other => other?,
-                };
+                let reply: Vec<Value> = self.script.evalsha_with_reload(redis, keys, args).await?;
                 self.parse_reply(partition, reply, &applies)
             }
             Prepared::Protocol(plan) => {
                 let (partition, applies) = (plan.partition, applies_of(&plan));
-                let reply = match cluster::hold(redis, &self.layout, self.timing, plan).await? {
+                let reply = match cluster::hold(redis, &self.layout, self.timing, *plan).await? {
                     Hold::Replay(reply) => reply,
                     Hold::Held(held) => {
                         let steps = cluster::Finish {
@@ -339,7 +327,7 @@ impl RateLimiter {
     ) -> Result<HeldDecision, LimiterError> {
         match self.prepare(redis, request, context) {
             Prepared::Protocol(plan) => {
-                match cluster::hold(redis, &self.layout, self.timing, plan).await? {
+                match cluster::hold(redis, &self.layout, self.timing, *plan).await? {
                     Hold::Held(held) => Ok(*held),
                     Hold::Replay(_) => Err(LimiterError::Reply("a replayed answer".into())),
                 }
@@ -459,7 +447,7 @@ impl RateLimiter {
                         .collect(),
                 })
                 .collect();
-            return Prepared::Protocol(Plan {
+            return Prepared::Protocol(Box::new(Plan {
                 id,
                 partition,
                 rules,
@@ -476,7 +464,7 @@ impl RateLimiter {
                 body_ttl_ms: self.body_ttl_ms,
                 longest_micros: i64::try_from(self.ruleset.longest().as_micros())
                     .unwrap_or(i64::MAX),
-            });
+            }));
         }
         let mut keys = Vec::with_capacity(quotas.len() + 2);
         keys.push(stream);
@@ -606,7 +594,8 @@ enum Prepared {
         args: Vec<Value>,
         applies: Vec<bool>,
     },
-    Protocol(Plan),
+    /// Boxed: a plan carries the whole request, the script variant only its arguments.
+    Protocol(Box<Plan>),
 }
 
 fn applies_of(plan: &Plan) -> Vec<bool> {

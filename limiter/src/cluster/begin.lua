@@ -10,14 +10,8 @@
 -- or {-1} when the key was first used with another request.
 
 if ARGV[1] ~= '' then
-  local stored = redis.call('GET', KEYS[1])
-  if stored then
-    local first = cmsgpack.unpack(stored)
-    if first[1] ~= ARGV[1] then return {-1} end
-    local reply = first[2]
-    reply[5] = 1
-    return reply
-  end
+  local first = first_answer(KEYS[1], ARGV[1])
+  if first then return first end
 end
 local clock = redis.call('TIME')
 return {'go', tonumber(clock[1]) * 1000000 + tonumber(clock[2])}

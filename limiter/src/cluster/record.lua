@@ -31,14 +31,8 @@ local fingerprint = ARGV[6]
 local idem = nil
 if fingerprint ~= '' then
   idem = KEYS[5]
-  local stored = redis.call('GET', idem)
-  if stored then
-    local first = cmsgpack.unpack(stored)
-    if first[1] ~= fingerprint then return {-1} end
-    local reply = first[2]
-    reply[5] = 1
-    return reply
-  end
+  local first = first_answer(idem, fingerprint)
+  if first then return first end
 end
 
 local outcome = tonumber(ARGV[3])
@@ -60,21 +54,10 @@ if outcome == 1 then
 else
   message, stored = ARGV[7], ARGV[8]
 end
--- The decision's entries after ingest's under one map header, as decide.lua writes them.
-local tail = cmsgpack.pack('at_us', now, 'outcome', outcome == 1 and 'accepted' or 'rejected',
-  'violated', violated, 'retry_after', retry_after, 'message', message, 'stored', stored)
-local entries = tonumber(ARGV[12]) + 6
-if #shadow > 0 then
-  tail = tail .. cmsgpack.pack('shadow_violated', shadow)
-  entries = entries + 1
-end
-local header
-if entries < 16 then
-  header = string.char(0x80 + entries)
-else
-  header = string.char(0xde, math.floor(entries / 256), entries % 256)
-end
-local id = redis.call('XADD', KEYS[1], '*', 'e', header .. ARGV[1] .. tail)
+local event = event_bytes(ARGV[1], tonumber(ARGV[12]), {at_us = now,
+  outcome = outcome == 1 and 'accepted' or 'rejected', violated = violated, shadow = shadow,
+  retry_after = retry_after, message = message, stored = stored})
+local id = redis.call('XADD', KEYS[1], '*', 'e', event)
 
 local reply = {outcome, now, retry_after, id, 0, ARGV[2], ''}
 for i = at, #ARGV do reply[#reply + 1] = tonumber(ARGV[i]) end
