@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, LuaInterface};
+use fred::interfaces::ClientLike;
 use fred::types::Value;
 use fred::types::scripts::Script;
 use uuid::Uuid;
@@ -258,7 +258,7 @@ impl RateLimiter {
     /// Loads the script on every primary ahead of the first request (EVALSHA also reloads it
     /// on NOSCRIPT, e.g. after a Redis restart or failover).
     pub async fn load(&self, redis: &Client) -> Result<(), LimiterError> {
-        redis.script_load_cluster::<(), _>(DECIDE_LUA).await?;
+        self.script.load(redis).await?;
         if redis.is_clustered() && self.spans_slots {
             cluster::load(redis).await?;
         }
