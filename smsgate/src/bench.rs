@@ -237,6 +237,17 @@ fn number(key: u32) -> String {
     format!("+14152{:06}", key % 1_000_000)
 }
 
+/// Client `key`'s request to `to` (its [`number`]), as the script phase decides it.
+fn request(key: u32, to: &str) -> SmsRequest<'_> {
+    SmsRequest {
+        ip: IpAddr::V4(source(key)),
+        to,
+        from: None,
+        message: "bench",
+        segments: 1,
+    }
+}
+
 /// Client `key`'s source address, 10.x.y.z.
 fn source(key: u32) -> Ipv4Addr {
     let [_, x, y, z] = (key % 1_000_000).to_be_bytes();
@@ -333,14 +344,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if script.is_none() {
             let limiter = RateLimiter::with_rules(rules.clone(), layout.clone());
             let to = number(0);
-            let request = SmsRequest {
-                ip: IpAddr::V4(source(0)),
-                to: &to,
-                from: None,
-                message: "bench",
-                segments: 1,
-            };
-            limiter.decide(redis.next(), &request).await?;
+            limiter.decide(redis.next(), &request(0, &to)).await?;
         }
         let baseline_layout = Layout::new(format!("{namespace}-baseline"), args.partitions);
         let event = sample_event(&redis, &layout).await?;
@@ -625,14 +629,7 @@ async fn script_phase(
         let (redis, limiter) = (redis.clone(), limiter.clone());
         async move {
             let to = number(key);
-            let request = SmsRequest {
-                ip: IpAddr::V4(source(key)),
-                to: &to,
-                from: None,
-                message: "bench",
-                segments: 1,
-            };
-            let decision = limiter.decide(redis.next(), &request).await?;
+            let decision = limiter.decide(redis.next(), &request(key, &to)).await?;
             Ok(decision.outcome == Outcome::Accepted)
         }
     })
