@@ -12,7 +12,9 @@
 #      sliding-log script): Ir / decision of each, and their ratio.
 # Needs a release build (SMSGATE_BIN names another binary) and valgrind (installed from
 # Debian's packages when missing). DURATION (s per phase, default 10) and CONNECTIONS
-# (default 8: callgrind runs the server about 50 times slower) override the defaults.
+# (default 8: callgrind runs the server about 50 times slower) override the defaults; KEEP=DIR
+# keeps the callgrind output files there, for `callgrind_annotate`; SIDE=server or SIDE=redis
+# counts one side only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$HOME/.cache/smsgate-target}
@@ -29,6 +31,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$state"/*.callgrind.* "$KEEP"/ 2>/dev/null || true; fi
   rm -rf "$state"
 }
 trap cleanup EXIT
@@ -65,6 +68,8 @@ start_redis() {
 
 bench() { "$bin" bench --connections "$connections" --duration "$duration" "${extra[@]}" "$@"; }
 
+side=${SIDE:-both}
+if [ "$side" != redis ]; then
 echo "== server: smsgate ingest under callgrind, ${duration}s, $connections connections ${extra[*]}"
 start_redis
 http_port=$(free_port)
@@ -92,6 +97,9 @@ echo "$report"
 requests=$(requests_of api <<<"$report")
 server_ir=$(dumped_ir "$out")
 echo "server: $server_ir instructions over $requests requests = $((server_ir / requests)) Ir/request"
+kill "$ingest" 2>/dev/null || true
+fi
+[ "$side" = server ] && exit 0
 
 # Ir per decision of one Redis-only phase, with a redis-server of its own under callgrind.
 per_decision() {

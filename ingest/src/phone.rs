@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{LazyLock, Mutex};
 
-use phonenumber::metadata::DATABASE;
+use rlibphonenumber::{NumberLengthType, PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType};
 
 /// A valid phone number in E.164 form, e.g. `+14155550123`, with what the policy needs to know
 /// about its destination.
@@ -157,30 +157,31 @@ impl PhoneNumber {
         {
             return Err(PhoneError::Unparsable);
         }
-        let number = phonenumber::parse(None, text).map_err(|_| PhoneError::Unparsable)?;
-        if !is_possible(&number) {
+        let number =
+            rlibphonenumber::PhoneNumber::parse(text, None).map_err(|_| PhoneError::Unparsable)?;
+        if number.is_possible_with_reason() != Ok(NumberLengthType::IsPossible) {
             return Err(PhoneError::Invalid);
         }
-        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
         // libphonenumber drops leading zeros it reads as a trunk prefix; a number whose E.164
         // lost digits that way was spelled with extra zeros and is another spelling, not
         // another number, so only the canonical spelling is valid.
-        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-        if digits != e164[1..] {
+        let digits = text.bytes().filter(u8::is_ascii_digit);
+        if !digits.eq(e164[1..].bytes()) {
             return Err(PhoneError::NotValid);
         }
-        let valid = number.is_valid();
+        // Valid means of a known type, as libphonenumber's `isValidNumber` decides it: one
+        // walk of the metadata answers both.
+        let kind = number.get_type();
+        let valid = kind != PhoneNumberType::Unknown;
+        // A number of no known region (one that is not valid, or of a calling code shared by
+        // several regions whose ranges it matches none of) belongs to the calling code's main
+        // region; non-geographic codes (+800, +882, …) have none.
         let country = number
-            .country()
-            .id()
-            .map(|id| id.as_ref().to_owned())
-            .or_else(|| {
-                DATABASE
-                    .region(&number.code().value())
-                    .and_then(|regions| regions.first().map(|r| (*r).to_owned()))
-                    .filter(|r| r != "001")
-            });
-        let number_type = type_name(number.number_type(&DATABASE));
+            .get_region_code()
+            .or_else(|| PHONE_NUMBER_UTIL.get_region_for_country_code(number.country_code))
+            .map(|region| region.to_string());
+        let number_type = type_name(kind);
         Ok((
             Self {
                 e164,
@@ -206,51 +207,21 @@ impl PhoneNumber {
 
 /// libphonenumber's type by the name a policy's `deny_number_types` uses
 /// (`limiter::rules::NUMBER_TYPES`).
-fn type_name(kind: phonenumber::Type) -> &'static str {
-    use phonenumber::Type;
+fn type_name(kind: PhoneNumberType) -> &'static str {
     match kind {
-        Type::FixedLine => "fixed_line",
-        Type::Mobile => "mobile",
-        Type::FixedLineOrMobile => "fixed_line_or_mobile",
-        Type::TollFree => "toll_free",
-        Type::PremiumRate => "premium_rate",
-        Type::SharedCost => "shared_cost",
-        Type::PersonalNumber => "personal_number",
-        Type::Voip => "voip",
-        Type::Pager => "pager",
-        Type::Uan => "uan",
-        Type::Emergency => "emergency",
-        Type::Voicemail => "voicemail",
-        Type::ShortCode => "short_code",
-        Type::StandardRate => "standard_rate",
-        Type::Carrier => "carrier",
-        Type::NoInternational => "no_international",
-        Type::Unknown => "unknown",
+        PhoneNumberType::FixedLine => "fixed_line",
+        PhoneNumberType::Mobile => "mobile",
+        PhoneNumberType::FixedLineOrMobile => "fixed_line_or_mobile",
+        PhoneNumberType::TollFree => "toll_free",
+        PhoneNumberType::PremiumRate => "premium_rate",
+        PhoneNumberType::SharedCost => "shared_cost",
+        PhoneNumberType::PersonalNumber => "personal_number",
+        PhoneNumberType::VoIP => "voip",
+        PhoneNumberType::Pager => "pager",
+        PhoneNumberType::UAN => "uan",
+        PhoneNumberType::VoiceMail => "voicemail",
+        PhoneNumberType::Unknown => "unknown",
     }
-}
-
-/// A number of a known country with a length that country's numbers have (libphonenumber's
-/// "possible number" test): the floor even test numbers must pass.
-fn is_possible(number: &phonenumber::PhoneNumber) -> bool {
-    let Ok(length) = u16::try_from(number.national().to_string().len()) else {
-        return false;
-    };
-    let regions = DATABASE.by_code(&number.code().value()).unwrap_or_default();
-    regions.into_iter().any(|meta| {
-        let d = meta.descriptors();
-        // Lengths are listed per number type; the general descriptor may leave them out.
-        [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.voip(),
-            d.personal_number(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(std::iter::once(d.general()))
-        .any(|desc| desc.possible_length().contains(&length))
-    })
 }
 
 impl fmt::Display for PhoneNumber {
