@@ -1,13 +1,19 @@
 -- smsgate's decision: check every rolling window of every rule for one request and record it
 -- as an event, atomically. Redis TIME is the only clock.
 --
+-- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: window
+-- name prefix, enforced or shadow, windows {name, limit, d µs}, the longest d), BODY_TTL_MS and
+-- the names of the forms accepted and refused messages are kept in (ACCEPTED_FORM,
+-- REFUSED_FORM) above this text, so a policy is its own script (SHA) and a decision parses no
+-- rule.
+--
 -- KEYS[1]      the event stream of the request's partition
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
---              (member = event id, score = µs)
--- KEYS[n+2]    the Idempotency-Key record, when ARGV[5] is not empty
+--              (member = event id, score = µs); absent when the request is blocked
+-- next         the Idempotency-Key record, when ARGV[5] is not empty
 -- KEYS[#KEYS]  (always last) where an accepted body waits for the dispatcher
 -- ARGV[1]  the pending event: the entries of a MessagePack map without the map's header
---          (ARGV[10] of them). The script appends the decision's entries and writes the
+--          (ARGV[8] of them). The script appends the decision's entries and writes the
 --          header, so it never decodes or re-encodes what ingest wrote
 -- ARGV[2]  the event id (the quota member if accepted)
 -- ARGV[3]  '' to decide, else the reason a blocked request is recorded with (no quota is read
@@ -15,15 +21,11 @@
 -- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
 -- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
 -- ARGV[6]  the message as a refused request keeps it (never more than a redacted preview)
--- ARGV[7]  the name of that form
--- ARGV[8]  the full body when the event does not carry it ('' when it does, or when blocked)
--- ARGV[9]  how long the body waits for the dispatcher, ms
--- ARGV[10] how many map entries ARGV[1] holds
--- ARGV[11] the message as an accepted request keeps it, ARGV[12] the name of that form
--- ARGV[13] the number of rules n, then per rule: window name prefix ('' or 'rule.'), mode
---          ('e' enforce | 's' shadow | 'n' not applicable: the request lacks a dimension of the
---          rule's key, so its quota is neither read nor counted), the number of windows w, then
---          w triples: name, limit, µs
+-- ARGV[7]  the full body when the event does not carry it ('' when it does, or when blocked)
+-- ARGV[8]  how many map entries ARGV[1] holds
+-- ARGV[9]  the message as an accepted request keeps it
+-- ARGV[10] one letter per rule: 'y' when the rule applies, 'n' when the request lacks a
+--          dimension of the rule's key (its quota is neither read nor counted)
 --
 -- Returns {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
 --          now µs, retry_after s, stream id, replayed (0|1), event id, blocked reason or '',
@@ -33,11 +35,12 @@
 -- nothing.
 
 local stream = KEYS[1]
-local rules = tonumber(ARGV[13])
+local rules = #RULES
+local blocked = ARGV[3] ~= ''
 local fingerprint = ARGV[5]
 local idem = nil
 if fingerprint ~= '' then
-  idem = KEYS[rules + 2]
+  idem = KEYS[blocked and 2 or rules + 2]
   local first = first_answer(idem, fingerprint)
   if first then return first end
 end
@@ -52,70 +55,63 @@ local function seconds_up(micros)
   return math.ceil(micros / 1000000)
 end
 
--- Parse the rules once: rule[r] = {prefix, enforced, windows = {{name, limit, d}, ...}, longest}
-local parsed, at = {}, 14
-for r = 1, rules do
-  local rule = {prefix = ARGV[at], enforced = ARGV[at + 1] == 'e' and ARGV[4] ~= '1',
-    skip = ARGV[at + 1] == 'n', windows = {}, longest = 0}
-  local w = tonumber(ARGV[at + 2])
-  at = at + 3
-  for i = 1, w do
-    local d = tonumber(ARGV[at + 2])
-    rule.windows[i] = {name = ARGV[at], limit = tonumber(ARGV[at + 1]), d = d}
-    rule.longest = math.max(rule.longest, d)
-    at = at + 3
-  end
-  parsed[r] = rule
+-- The i-th score (from 0) of `quota` in the window after `lower` (an exclusive ZRANGE bound).
+local function score_at(quota, lower, i)
+  local hit = redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', i, 1, 'WITHSCORES')
+  return tonumber(hit[2])
 end
 
+local allowed = ARGV[4] == '1'
+local applies = ARGV[10]
 local violated, shadow = {}, {}
 local retry_us = 0
 local outcome
-if ARGV[3] ~= '' then
+if blocked then
   outcome = 2
 else
   for r = 1, rules do
-    local rule, quota = parsed[r], KEYS[r + 1]
+    local rule, quota = RULES[r], KEYS[r + 1]
+    rule.skip = string.byte(applies, r) == 110 -- 'n'
+    rule.enforced = rule.enforce and not allowed
     -- A rule that does not apply sees an empty quota and counts nothing.
     rule.room = not rule.skip
-    local times, size = {}, 0
+    -- Scores travel as decimal text both ways (Redis prints, Lua parses): a small quota is
+    -- read whole, a large one counted per window, reading only the scores a reply needs. Only
+    -- an accepted request trims a quota (below), so members older than the longest window may
+    -- still be here; no window counts them.
+    local times, small = {}, true
     if not rule.skip then
-      -- A request at t counts in a window of length d while t > now - d; older ones count nowhere.
-      redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
-      size = redis.call('ZCARD', quota)
-      -- Scores travel as decimal text both ways (Redis prints, Lua parses): a small quota is
-      -- read whole, a large one counted per window, reading only the scores a reply needs.
-      if size <= SMALL_QUOTA then
-        local entries = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
-        for j = 2, #entries, 2 do
-          times[#times + 1] = tonumber(entries[j])
+      local head = redis.call('ZRANGE', quota, 0, SMALL_QUOTA, 'WITHSCORES')
+      small = #head / 2 <= SMALL_QUOTA
+      if small then
+        for j = 2, #head, 2 do
+          times[#times + 1] = tonumber(head[j])
         end
       end
     end
-    for _, win in ipairs(rule.windows) do
-      local count, oldest, nth
-      if size <= SMALL_QUOTA then
-        local k = #times + 1
+    for w = 1, #rule.windows do
+      local win = rule.windows[w]
+      local count, oldest, lower, k
+      if small then
+        -- A request at t counts in a window of length d while t > now - d.
+        k = #times + 1
         for j = 1, #times do
           if times[j] > now - win.d then k = j break end
         end
         count, oldest = #times - k + 1, times[k]
-        nth = function(i) return times[k + i] end
       else
-        local lower = '(' .. string.format('%d', now - win.d)
-        local function score_at(i)
-          local hit = redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', i, 1, 'WITHSCORES')
-          return tonumber(hit[2])
-        end
+        lower = '(' .. string.format('%d', now - win.d)
         count = redis.call('ZCOUNT', quota, lower, '+inf')
-        if count > 0 then oldest = score_at(0) end
-        nth = score_at
+        if count > 0 then oldest = score_at(quota, lower, 0) end
       end
       win.count, win.oldest, win.retry = count, oldest, 0
       if count >= win.limit then
         rule.room = false
         -- The (count - limit + 1)-th oldest request in the window must leave before one more fits.
-        local wait = nth(count - win.limit) + win.d - now
+        local leaving
+        if small then leaving = times[k + count - win.limit]
+        else leaving = score_at(quota, lower, count - win.limit) end
+        local wait = leaving + win.d - now
         if rule.enforced then
           win.retry = seconds_up(wait)
           retry_us = math.max(retry_us, wait)
@@ -135,24 +131,25 @@ local retry_after = 0
 if outcome == 1 then
   -- Every rule with room counts the request, shadow rules too: they count as if enforced.
   for r = 1, rules do
-    local rule, quota = parsed[r], KEYS[r + 1]
+    local rule, quota = RULES[r], KEYS[r + 1]
     if rule.room then
+      redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
       redis.call('ZADD', quota, string.format('%d', now), ARGV[2])
       redis.call('PEXPIRE', quota, string.format('%d', math.ceil(rule.longest / 1000) + 1000))
     end
   end
   -- The body the dispatcher needs travels apart from the event, in the same slot, and only
   -- for a request that will be delivered.
-  if ARGV[8] ~= '' then
-    redis.call('SET', KEYS[#KEYS], ARGV[8], 'PX', ARGV[9])
+  if ARGV[7] ~= '' then
+    redis.call('SET', KEYS[#KEYS], ARGV[7], 'PX', BODY_TTL_MS)
   end
 elseif outcome == 0 then
   retry_after = seconds_up(retry_us)
 end
 local outcomes = {[1] = 'accepted', [0] = 'rejected', [2] = 'blocked'}
-local message, stored = ARGV[11], ARGV[12]
-if outcome ~= 1 then message, stored = ARGV[6], ARGV[7] end
-local event = event_bytes(ARGV[1], tonumber(ARGV[10]), {at_us = now,
+local message, stored = ARGV[9], ACCEPTED_FORM
+if outcome ~= 1 then message, stored = ARGV[6], REFUSED_FORM end
+local event = event_bytes(ARGV[1], tonumber(ARGV[8]), {at_us = now,
   outcome = outcomes[outcome], violated = violated, shadow = shadow, retry_after = retry_after,
   message = message, stored = stored})
 local id = redis.call('XADD', stream, '*', 'e', event)
@@ -160,9 +157,10 @@ local id = redis.call('XADD', stream, '*', 'e', event)
 local reply = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}
 if outcome ~= 2 then
   for r = 1, rules do
-    local rule = parsed[r]
+    local rule = RULES[r]
     local counted = outcome == 1 and rule.room
-    for _, win in ipairs(rule.windows) do
+    for w = 1, #rule.windows do
+      local win = rule.windows[w]
       local used, oldest = win.count, win.oldest
       if counted then
         used = used + 1

@@ -19,8 +19,65 @@ use crate::policy::Policy;
 use crate::privacy::StoreMessage;
 use crate::rules::{BlockReason, Destination, Dimension, Mode, Ruleset, SEED_RULE, Subject};
 
-/// The Lua source of the decision; see the header of `decide.lua` for its keys and arguments.
-pub const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("decide.lua"));
+/// The Lua of the decision after its policy (see the header of `decide.lua` for its keys and
+/// arguments); [`decide_script`] writes the policy above it.
+const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("decide.lua"));
+
+/// `decide.lua` for `ruleset`: the rules, the body TTL and the names of the stored forms as Lua
+/// constants, so a decision neither sends nor parses them (each policy is its own script).
+pub fn decide_script(ruleset: &Ruleset, store: StoreMessage, body_ttl_ms: u64) -> String {
+    use std::fmt::Write as _;
+    let mut lua = String::from("local RULES = {\n");
+    for rule in ruleset.rules() {
+        let prefix = if rule.name == SEED_RULE {
+            String::new()
+        } else {
+            format!("{}.", rule.name)
+        };
+        let windows = rule.limits.windows();
+        let longest = windows.iter().map(|w| w.duration_micros()).max();
+        let _ = write!(
+            lua,
+            "  {{prefix = {}, enforce = {}, longest = {}, windows = {{",
+            lua_string(&prefix),
+            rule.mode == Mode::Enforce,
+            longest.unwrap_or(0),
+        );
+        for w in windows {
+            let _ = write!(
+                lua,
+                "{{name = {}, limit = {}, d = {}}}, ",
+                lua_string(&w.name),
+                w.limit,
+                w.duration_micros()
+            );
+        }
+        lua.push_str("}},\n");
+    }
+    let _ = writeln!(
+        lua,
+        "}}\nlocal BODY_TTL_MS = '{body_ttl_ms}'\nlocal ACCEPTED_FORM = {}\nlocal REFUSED_FORM = {}",
+        lua_string(store.accepted().as_str()),
+        lua_string(store.refused().as_str()),
+    );
+    lua.push_str(DECIDE_LUA);
+    lua
+}
+
+/// `text` as a Lua string literal, every byte but printable ASCII other than the quote and the
+/// backslash as a decimal escape (names are validated, but the script does not rely on it).
+fn lua_string(text: &str) -> String {
+    let mut quoted = String::from("'");
+    for b in text.bytes() {
+        if (b.is_ascii_graphic() || b == b' ') && b != b'\'' && b != b'\\' {
+            quoted.push(char::from(b));
+        } else {
+            quoted.push_str(&format!("\\{b:03}"));
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
 
 /// A validated request, ready to be decided.
 #[derive(Clone, Debug)]
@@ -142,13 +199,8 @@ pub struct RateLimiter {
     ruleset: Ruleset,
     policy_text: String,
     layout: Layout,
+    /// `decide.lua` with this policy and these privacy settings written in.
     script: Script,
-    /// `[n, prefix, mode, w, name, limit, µs, …]`: the rules as script arguments, built once
-    /// (cloning a `Value::Bytes` only bumps a reference count).
-    rule_args: Vec<Value>,
-    /// Where each rule's mode stands in `rule_args`, to mark a rule that does not apply to a
-    /// request (`n`).
-    mode_args: Vec<usize>,
     /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
     /// client's partition with its stream.
     spans_slots: bool,
@@ -167,42 +219,20 @@ impl RateLimiter {
     }
 
     pub fn with_rules(ruleset: Ruleset, layout: Layout) -> Self {
-        let mut args = vec![ruleset.rules().len().to_string()];
-        let mut mode_args = Vec::with_capacity(ruleset.rules().len());
-        for rule in ruleset.rules() {
-            let prefix = if rule.name == SEED_RULE {
-                String::new()
-            } else {
-                format!("{}.", rule.name)
-            };
-            args.push(prefix);
-            mode_args.push(args.len());
-            args.push(if rule.mode == Mode::Enforce { "e" } else { "s" }.to_owned());
-            args.push(rule.limits.windows().len().to_string());
-            for w in rule.limits.windows() {
-                args.push(w.name.clone());
-                args.push(w.limit.to_string());
-                args.push(w.duration_micros().to_string());
-            }
-        }
-        let rule_args = args
-            .into_iter()
-            .map(|a| Value::Bytes(a.into_bytes().into()))
-            .collect();
         let spans_slots = ruleset
             .rules()
             .iter()
             .any(|r| r.name != SEED_RULE || r.key != [Dimension::Ip, Dimension::To]);
+        let store = StoreMessage::default();
+        let body_ttl_ms = Self::DEFAULT_BODY_TTL_MS;
         Self {
             spans_slots,
             policy_text: ruleset.to_string(),
+            script: Script::from_lua(decide_script(&ruleset, store, body_ttl_ms)),
             ruleset,
             layout,
-            script: Script::from_lua(DECIDE_LUA),
-            rule_args,
-            store: StoreMessage::default(),
-            body_ttl_ms: Self::DEFAULT_BODY_TTL_MS,
-            mode_args,
+            store,
+            body_ttl_ms,
             timing: ClusterTiming::default(),
         }
     }
@@ -230,6 +260,7 @@ impl RateLimiter {
         self.body_ttl_ms = u64::try_from(body_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
+        self.script = Script::from_lua(decide_script(&self.ruleset, store, self.body_ttl_ms));
         self
     }
 
@@ -298,20 +329,30 @@ impl RateLimiter {
                 self.parse_reply(partition, reply, &applies)
             }
             Prepared::Protocol(plan) => {
-                let (partition, applies) = (plan.partition, applies_of(&plan));
-                let reply = match cluster::hold(redis, &self.layout, self.timing, *plan).await? {
-                    Hold::Replay(reply) => reply,
-                    Hold::Held(held) => {
-                        let steps = cluster::Finish {
-                            check_clock: true,
-                            settle: true,
-                        };
-                        cluster::finish(redis, &self.layout, self.timing, *held, steps).await?
-                    }
-                };
-                self.parse_reply(partition, reply, &applies)
+                // Boxed: the protocol's futures are large, and every decision's future would
+                // otherwise carry (and copy) their size, cluster or not.
+                Box::pin(self.decide_by_protocol(redis, plan)).await
             }
         }
+    }
+
+    async fn decide_by_protocol(
+        &self,
+        redis: &Client,
+        plan: Box<Plan>,
+    ) -> Result<Decision, LimiterError> {
+        let (partition, applies) = (plan.partition, applies_of(&plan));
+        let reply = match cluster::hold(redis, &self.layout, self.timing, *plan).await? {
+            Hold::Replay(reply) => reply,
+            Hold::Held(held) => {
+                let steps = cluster::Finish {
+                    check_clock: true,
+                    settle: true,
+                };
+                cluster::finish(redis, &self.layout, self.timing, *held, steps).await?
+            }
+        };
+        self.parse_reply(partition, reply, &applies)
     }
 
     /// The first half of a decision by the reserve/commit protocol: reservations taken (or
@@ -475,37 +516,24 @@ impl RateLimiter {
         // Last, whatever came before: where an accepted body waits for the dispatcher (written
         // only when the event does not carry the body itself).
         keys.push(body_key);
-        let mut args = Vec::with_capacity(10 + self.rule_args.len());
-        args.push(Value::Bytes(pending.bytes.into()));
-        args.push(Value::from(id.to_string()));
-        args.push(Value::from(blocked.map_or("", BlockReason::as_str)));
-        args.push(Value::from(if self.ruleset.clients.allowed(request.ip) {
-            "1"
-        } else {
-            "0"
-        }));
-        args.push(Value::from(fingerprint));
-        args.push(Value::from(refused_form.apply(request.message)));
-        args.push(Value::from(refused_form.as_str()));
-        args.push(Value::from(body));
-        args.push(Value::from(self.body_ttl_ms.to_string()));
-        args.push(Value::from(pending.entries.to_string()));
-        args.push(Value::from(accepted_message));
-        args.push(Value::from(accepted_form.as_str()));
-        if blocked.is_none() {
-            let start = args.len();
-            args.extend(self.rule_args.iter().cloned());
-            for (at, _) in self
-                .mode_args
-                .iter()
-                .zip(&applies)
-                .filter(|(_, applies)| !**applies)
-            {
-                args[start + at] = Value::from("n");
-            }
-        } else {
-            args.push(Value::from("0"));
-        }
+        let applies_flags: String = applies
+            .iter()
+            .map(|applies| if *applies { 'y' } else { 'n' })
+            .collect();
+        let allowed = self.ruleset.clients.allowed(request.ip);
+        let mut uuid_text = Uuid::encode_buffer();
+        let args = vec![
+            Value::Bytes(pending.bytes.into()),
+            Value::from(&*id.as_hyphenated().encode_lower(&mut uuid_text)),
+            Value::from(blocked.map_or("", BlockReason::as_str)),
+            Value::from(if allowed { "1" } else { "0" }),
+            Value::from(fingerprint),
+            Value::from(refused_form.apply(request.message)),
+            Value::from(body),
+            Value::from(pending.entries),
+            Value::from(accepted_message),
+            Value::from(applies_flags),
+        ];
         Prepared::Script {
             partition,
             keys,
@@ -600,4 +628,24 @@ enum Prepared {
 
 fn applies_of(plan: &Plan) -> Vec<bool> {
     plan.rules.iter().map(|r| r.applies).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reach_the_script_as_inert_lua_literals() {
+        assert_eq!(lua_string("rule.1m"), "'rule.1m'");
+        assert_eq!(lua_string("a'b\\c\n]]"), "'a\\039b\\092c\\010]]'");
+    }
+
+    #[test]
+    fn the_policy_is_written_into_the_script() {
+        let seed = RateLimiter::new(Policy::parse("3/1m,10/1d").unwrap(), Layout::default());
+        let other = RateLimiter::new(Policy::parse("5/1m").unwrap(), Layout::default());
+        let lua = decide_script(seed.ruleset(), StoreMessage::default(), 1000);
+        assert!(lua.starts_with("local RULES = {\n  {prefix = '', enforce = true, longest = 86400000000, windows = {{name = '1m', limit = 3, d = 60000000}, {name = '1d', limit = 10, d = 86400000000}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
+        assert_ne!(seed.script.sha1(), other.script.sha1());
+    }
 }
