@@ -6,6 +6,8 @@
 //! RateLimit: "1m";r=2;t=60, "1d";r=9;t=86400
 //! ```
 
+use std::fmt::Write as _;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use limiter::WindowState;
 
@@ -14,22 +16,30 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Quota (`q`) and window length in seconds (`w`) of every window.
 pub fn policy_header(windows: &[WindowState]) -> String {
-    list(windows, |w| format!("q={};w={}", w.limit, w.window_secs))
+    list(windows, |out, w| {
+        write!(out, "q={};w={}", w.limit, w.window_secs)
+    })
 }
 
 /// Remaining quota (`r`) and seconds until it grows again (`t`) of every window.
 pub fn state_header(windows: &[WindowState]) -> String {
-    list(windows, |w| {
-        format!("r={};t={}", w.remaining, w.reset_after)
+    list(windows, |out, w| {
+        write!(out, "r={};t={}", w.remaining, w.reset_after)
     })
 }
 
-fn list(windows: &[WindowState], params: impl Fn(&WindowState) -> String) -> String {
-    windows
-        .iter()
-        .map(|w| format!("\"{}\";{}", w.name, params(w)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// One `"name";params` item per window, written into one string.
+fn list(
+    windows: &[WindowState],
+    params: impl Fn(&mut String, &WindowState) -> std::fmt::Result,
+) -> String {
+    let mut out = String::with_capacity(32 * windows.len());
+    for (i, w) in windows.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{separator}\"{}\";", w.name);
+        let _ = params(&mut out, w);
+    }
+    out
 }
 
 pub fn insert(headers: &mut HeaderMap, windows: &[WindowState]) {
@@ -37,7 +47,7 @@ pub fn insert(headers: &mut HeaderMap, windows: &[WindowState]) {
         (RATELIMIT_POLICY, policy_header(windows)),
         (RATELIMIT, state_header(windows)),
     ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     }

@@ -85,7 +85,16 @@ fn gsm7(c: char) -> Option<&'static [u8]> {
     if c == '\u{1b}' {
         return None;
     }
-    if let Some(index) = GSM7_BASIC.chars().position(|b| b == c) {
+    // Most text is ASCII: its septets come from a table, not a search of the alphabet.
+    if let Some(&septet) = usize::try_from(u32::from(c))
+        .ok()
+        .and_then(|i| ASCII_SEPTETS.get(i))
+    {
+        if septet != NONE {
+            let index = usize::from(septet);
+            return Some(&SEPTETS[index..=index]);
+        }
+    } else if let Some(index) = GSM7_BASIC.chars().position(|b| b == c) {
         return Some(&SEPTETS[index..=index]);
     }
     GSM7_EXTENDED
@@ -93,6 +102,23 @@ fn gsm7(c: char) -> Option<&'static [u8]> {
         .position(|&(e, _)| e == c)
         .map(|i| &EXTENDED[i][..])
 }
+
+/// No septet of the default alphabet (the extension table may still have the character).
+const NONE: u8 = 0xFF;
+
+/// The default alphabet's septet of each ASCII character, or [`NONE`].
+static ASCII_SEPTETS: std::sync::LazyLock<[u8; 128]> = std::sync::LazyLock::new(|| {
+    let mut table = [NONE; 128];
+    for (septet, c) in GSM7_BASIC.chars().enumerate() {
+        if let (Ok(i), Ok(septet)) = (usize::try_from(u32::from(c)), u8::try_from(septet))
+            && i < 128
+            && c != '\u{1b}'
+        {
+            table[i] = septet;
+        }
+    }
+    table
+});
 
 /// `text` as GSM 03.38 septets, one per octet, when every character has one.
 fn gsm7_septets(text: &str) -> Option<Vec<u8>> {
@@ -103,25 +129,30 @@ fn gsm7_septets(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Encodes `text` and splits it into the parts it is sent as.
-pub fn encode(text: &str) -> Encoded {
-    let (coding, data) = match gsm7_septets(text) {
+/// `text` in the alphabet it is sent in.
+fn coded(text: &str) -> (Coding, Vec<u8>) {
+    match gsm7_septets(text) {
         Some(septets) => (Coding::Gsm7, septets),
         None => (
             Coding::Ucs2,
             text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
         ),
-    };
-    let (single, part) = coding.capacity();
-    if data.len() <= single {
-        return Encoded {
-            coding,
-            parts: vec![data],
-        };
     }
-    let mut parts = Vec::with_capacity(data.len().div_ceil(part) + 1);
-    let mut rest = &data[..];
-    while !rest.is_empty() {
+}
+
+/// The parts `data` is sent as, in order.
+fn split(coding: Coding, data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (single, part) = coding.capacity();
+    let mut rest = data;
+    let mut first = true;
+    std::iter::from_fn(move || {
+        if std::mem::take(&mut first) && data.len() <= single {
+            rest = &[];
+            return Some(data);
+        }
+        if rest.is_empty() {
+            return None;
+        }
         let mut end = part.min(rest.len());
         if end < rest.len() && !boundary(coding, rest, end) {
             end -= match coding {
@@ -130,10 +161,18 @@ pub fn encode(text: &str) -> Encoded {
             };
         }
         let (head, tail) = rest.split_at(end);
-        parts.push(head.to_vec());
         rest = tail;
+        Some(head)
+    })
+}
+
+/// Encodes `text` and splits it into the parts it is sent as.
+pub fn encode(text: &str) -> Encoded {
+    let (coding, data) = coded(text);
+    Encoded {
+        coding,
+        parts: split(coding, &data).map(<[u8]>::to_vec).collect(),
     }
-    Encoded { coding, parts }
 }
 
 /// Whether a part may end before `data[end]`: not after an escape septet (whose character
@@ -159,13 +198,31 @@ fn boundary(coding: Coding, data: &[u8], end: usize) -> bool {
 
 /// Number of SMS segments `text` is sent as.
 pub fn segments(text: &str) -> u32 {
-    u32::try_from(encode(text).parts.len()).unwrap_or(u32::MAX)
+    let (coding, data) = coded(text);
+    u32::try_from(split(coding, &data).count()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_table_agrees_with_the_alphabet() {
+        for c in (0..0x3000).filter_map(char::from_u32) {
+            let searched = GSM7_BASIC
+                .chars()
+                .position(|b| b == c && c != '\u{1b}')
+                .map(|i| vec![u8::try_from(i).unwrap()])
+                .or_else(|| {
+                    GSM7_EXTENDED
+                        .iter()
+                        .find(|&&(e, _)| e == c)
+                        .map(|&(_, septet)| vec![ESCAPE, septet])
+                });
+            assert_eq!(gsm7(c).map(<[u8]>::to_vec), searched, "{c:?}");
+        }
+    }
 
     #[test]
     fn gsm7_text_fits_160_then_153_per_part() {
