@@ -61,7 +61,24 @@ pub struct PendingFields {
 }
 
 pub fn encode_pending(event: &PendingEvent<'_>) -> PendingFields {
-    let mut bytes = rmp_serde::to_vec_named(event).expect("a PendingEvent always serializes");
+    map_entries(event)
+}
+
+/// The body as an outcome keeps it (`message`, and the name of its form in `stored`): the
+/// entries the script appends for that outcome as they are.
+#[derive(Debug, Serialize)]
+pub struct StoredMessage<'a> {
+    pub message: &'a str,
+    pub stored: &'a str,
+}
+
+pub fn encode_stored(stored: &StoredMessage<'_>) -> PendingFields {
+    map_entries(stored)
+}
+
+/// `value` (a struct) as the entries of a MessagePack map, without the map's header.
+fn map_entries(value: &impl Serialize) -> PendingFields {
+    let mut bytes = rmp_serde::to_vec_named(value).expect("these structs always serialize");
     let (entries, header) = match bytes[0] {
         fixmap @ 0x80..=0x8f => (u32::from(fixmap & 0x0f), 1),
         0xde => (u32::from(u16::from_be_bytes([bytes[1], bytes[2]])), 3),

@@ -2,10 +2,8 @@
 -- as an event, atomically. Redis TIME is the only clock.
 --
 -- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: window
--- name prefix, enforced or shadow, windows {name, limit, d µs}, the longest d), BODY_TTL_MS and
--- the names of the forms accepted and refused messages are kept in (ACCEPTED_FORM,
--- REFUSED_FORM) above this text, so a policy is its own script (SHA) and a decision parses no
--- rule.
+-- name prefix, enforced or shadow, windows {name, limit, d µs}, the longest d) and BODY_TTL_MS
+-- above this text, so a policy is its own script (SHA) and a decision parses no rule.
 --
 -- KEYS[1]      the event stream of the request's partition
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
@@ -20,10 +18,11 @@
 --          or written)
 -- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
 -- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
--- ARGV[6]  the message as a refused request keeps it (never more than a redacted preview)
+-- ARGV[6]  the map entries `message` and `stored` as a refused request keeps them (never more
+--          than a redacted preview), MessagePack
 -- ARGV[7]  the full body when the event does not carry it ('' when it does, or when blocked)
 -- ARGV[8]  how many map entries ARGV[1] holds
--- ARGV[9]  the message as an accepted request keeps it
+-- ARGV[9]  the same entries as an accepted request keeps them
 -- ARGV[10] one letter per rule: 'y' when the rule applies, 'n' when the request lacks a
 --          dimension of the rule's key (its quota is neither read nor counted)
 --
@@ -146,12 +145,23 @@ if outcome == 1 then
 elseif outcome == 0 then
   retry_after = seconds_up(retry_us)
 end
-local outcomes = {[1] = 'accepted', [0] = 'rejected', [2] = 'blocked'}
-local message, stored = ARGV[9], ACCEPTED_FORM
-if outcome ~= 1 then message, stored = ARGV[6], REFUSED_FORM end
-local event = event_bytes(ARGV[1], tonumber(ARGV[8]), {at_us = now,
-  outcome = outcomes[outcome], violated = violated, shadow = shadow, retry_after = retry_after,
-  message = message, stored = stored})
+-- The event: ingest's entries, the decision's, and the body in the form the outcome keeps
+-- (entries ingest encoded). An accepted request's decision entries are constant but at_us.
+local entries, shadowed = tonumber(ARGV[8]) + 6, ''
+if #shadow > 0 then
+  shadowed = cmsgpack.pack('shadow_violated', shadow)
+  entries = entries + 1
+end
+local decided, kept
+if outcome == 1 then
+  decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[9]
+else
+  decided = cmsgpack.pack('outcome', (outcome == 0) and 'rejected' or 'blocked',
+    'violated', violated, 'retry_after', retry_after)
+  kept = ARGV[6]
+end
+local event = map_header(entries) .. ARGV[1] .. cmsgpack.pack('at_us', now) .. decided .. kept
+  .. shadowed
 local id = redis.call('XADD', stream, '*', 'e', event)
 
 local reply = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}

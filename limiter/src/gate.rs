@@ -12,7 +12,7 @@ use fred::types::scripts::Script;
 use uuid::Uuid;
 
 use crate::cluster::{self, ClusterTiming, HeldDecision, Hold, Plan, RulePlan, WindowPlan};
-use crate::codec::{PendingEvent, encode_pending};
+use crate::codec::{PendingEvent, StoredMessage, encode_pending, encode_stored};
 use crate::event::{Outcome, SCHEMA_VERSION};
 use crate::layout::{Layout, client_key_of};
 use crate::policy::Policy;
@@ -23,9 +23,9 @@ use crate::rules::{BlockReason, Destination, Dimension, Mode, Ruleset, SEED_RULE
 /// arguments); [`decide_script`] writes the policy above it.
 const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("decide.lua"));
 
-/// `decide.lua` for `ruleset`: the rules, the body TTL and the names of the stored forms as Lua
-/// constants, so a decision neither sends nor parses them (each policy is its own script).
-pub fn decide_script(ruleset: &Ruleset, store: StoreMessage, body_ttl_ms: u64) -> String {
+/// `decide.lua` for `ruleset`: the rules and the body TTL as Lua constants, so a decision
+/// neither sends nor parses them (each policy is its own script).
+pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     use std::fmt::Write as _;
     let mut lua = String::from("local RULES = {\n");
     for rule in ruleset.rules() {
@@ -38,7 +38,9 @@ pub fn decide_script(ruleset: &Ruleset, store: StoreMessage, body_ttl_ms: u64) -
         let longest = windows.iter().map(|w| w.duration_micros()).max();
         let _ = write!(
             lua,
-            "  {{prefix = {}, enforce = {}, longest = {}, windows = {{",
+            // Every field the script sets is in the constructor, so the tables never grow.
+            "  {{prefix = {}, enforce = {}, longest = {}, skip = false, enforced = false, \
+             room = false, windows = {{",
             lua_string(&prefix),
             rule.mode == Mode::Enforce,
             longest.unwrap_or(0),
@@ -46,7 +48,7 @@ pub fn decide_script(ruleset: &Ruleset, store: StoreMessage, body_ttl_ms: u64) -
         for w in windows {
             let _ = write!(
                 lua,
-                "{{name = {}, limit = {}, d = {}}}, ",
+                "{{name = {}, limit = {}, d = {}, count = 0, oldest = false, retry = 0}}, ",
                 lua_string(&w.name),
                 w.limit,
                 w.duration_micros()
@@ -54,12 +56,7 @@ pub fn decide_script(ruleset: &Ruleset, store: StoreMessage, body_ttl_ms: u64) -
         }
         lua.push_str("}},\n");
     }
-    let _ = writeln!(
-        lua,
-        "}}\nlocal BODY_TTL_MS = '{body_ttl_ms}'\nlocal ACCEPTED_FORM = {}\nlocal REFUSED_FORM = {}",
-        lua_string(store.accepted().as_str()),
-        lua_string(store.refused().as_str()),
-    );
+    let _ = writeln!(lua, "}}\nlocal BODY_TTL_MS = '{body_ttl_ms}'");
     lua.push_str(DECIDE_LUA);
     lua
 }
@@ -228,7 +225,7 @@ impl RateLimiter {
         Self {
             spans_slots,
             policy_text: ruleset.to_string(),
-            script: Script::from_lua(decide_script(&ruleset, store, body_ttl_ms)),
+            script: Script::from_lua(decide_script(&ruleset, body_ttl_ms)),
             ruleset,
             layout,
             store,
@@ -260,7 +257,7 @@ impl RateLimiter {
         self.body_ttl_ms = u64::try_from(body_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        self.script = Script::from_lua(decide_script(&self.ruleset, store, self.body_ttl_ms));
+        self.script = Script::from_lua(decide_script(&self.ruleset, self.body_ttl_ms));
         self
     }
 
@@ -516,6 +513,15 @@ impl RateLimiter {
         // Last, whatever came before: where an accepted body waits for the dispatcher (written
         // only when the event does not carry the body itself).
         keys.push(body_key);
+        let refused_message = refused_form.apply(request.message);
+        let refused = encode_stored(&StoredMessage {
+            message: &refused_message,
+            stored: refused_form.as_str(),
+        });
+        let accepted = encode_stored(&StoredMessage {
+            message: &accepted_message,
+            stored: accepted_form.as_str(),
+        });
         let applies_flags: String = applies
             .iter()
             .map(|applies| if *applies { 'y' } else { 'n' })
@@ -528,10 +534,10 @@ impl RateLimiter {
             Value::from(blocked.map_or("", BlockReason::as_str)),
             Value::from(if allowed { "1" } else { "0" }),
             Value::from(fingerprint),
-            Value::from(refused_form.apply(request.message)),
+            Value::Bytes(refused.bytes.into()),
             Value::from(body),
             Value::from(pending.entries),
-            Value::from(accepted_message),
+            Value::Bytes(accepted.bytes.into()),
             Value::from(applies_flags),
         ];
         Prepared::Script {
@@ -644,8 +650,8 @@ mod tests {
     fn the_policy_is_written_into_the_script() {
         let seed = RateLimiter::new(Policy::parse("3/1m,10/1d").unwrap(), Layout::default());
         let other = RateLimiter::new(Policy::parse("5/1m").unwrap(), Layout::default());
-        let lua = decide_script(seed.ruleset(), StoreMessage::default(), 1000);
-        assert!(lua.starts_with("local RULES = {\n  {prefix = '', enforce = true, longest = 86400000000, windows = {{name = '1m', limit = 3, d = 60000000}, {name = '1d', limit = 10, d = 86400000000}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
+        let lua = decide_script(seed.ruleset(), 1000);
+        assert!(lua.starts_with("local RULES = {\n  {prefix = '', enforce = true, longest = 86400000000, skip = false, enforced = false, room = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
         assert_ne!(seed.script.sha1(), other.script.sha1());
     }
 }

@@ -52,7 +52,18 @@ impl Layout {
 
     /// A key of partition `p`: `<ns>:{p}:<suffix>`.
     pub fn key(&self, partition: u16, suffix: &str) -> String {
-        format!("{}:{{{partition}}}:{suffix}", self.namespace)
+        self.key_of(partition, &[suffix])
+    }
+
+    /// [`Layout::key`] of a suffix in parts, written once into a string of the right size
+    /// (keys are built for every request).
+    fn key_of(&self, partition: u16, suffix: &[&str]) -> String {
+        use std::fmt::Write as _;
+        let length = suffix.iter().map(|part| part.len()).sum::<usize>();
+        let mut key = String::with_capacity(self.namespace.len() + 9 + length);
+        let _ = write!(key, "{}:{{{partition}}}:", self.namespace);
+        suffix.iter().for_each(|part| key.push_str(part));
+        key
     }
 
     /// A key that belongs to no partition (projections shared by all): `<ns>:<suffix>`.
@@ -70,7 +81,7 @@ impl Layout {
     }
 
     pub fn quota(&self, partition: u16, client_key: &str) -> String {
-        self.key(partition, &format!("quota:{client_key}"))
+        self.key_of(partition, &["quota:", client_key])
     }
 
     /// The quota of rule `rule` for one key value, with its partition: the seed's rule `client`
@@ -95,7 +106,11 @@ impl Layout {
     /// The body of accepted message `id` while it waits for the dispatcher, kept apart from
     /// its event so the stream (and everything built from it) holds only the stored form.
     pub fn body(&self, partition: u16, id: &uuid::Uuid) -> String {
-        self.key(partition, &format!("body:{id}"))
+        let mut text = uuid::Uuid::encode_buffer();
+        self.key_of(
+            partition,
+            &["body:", id.as_hyphenated().encode_lower(&mut text)],
+        )
     }
 
     pub fn dead_letters(&self, partition: u16) -> String {
