@@ -6,8 +6,6 @@
 //! RateLimit: "1m";r=2;t=60, "1d";r=9;t=86400
 //! ```
 
-use std::fmt::Write as _;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use limiter::WindowState;
 
@@ -16,28 +14,36 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Quota (`q`) and window length in seconds (`w`) of every window.
 pub fn policy_header(windows: &[WindowState]) -> String {
-    list(windows, |out, w| {
-        write!(out, "q={};w={}", w.limit, w.window_secs)
+    list(windows, |w| {
+        [("q", u64::from(w.limit)), ("w", w.window_secs)]
     })
 }
 
 /// Remaining quota (`r`) and seconds until it grows again (`t`) of every window.
 pub fn state_header(windows: &[WindowState]) -> String {
-    list(windows, |out, w| {
-        write!(out, "r={};t={}", w.remaining, w.reset_after)
+    list(windows, |w| {
+        [("r", u64::from(w.remaining)), ("t", w.reset_after)]
     })
 }
 
-/// One `"name";params` item per window, written into one string.
-fn list(
-    windows: &[WindowState],
-    params: impl Fn(&mut String, &WindowState) -> std::fmt::Result,
-) -> String {
+/// One `"name";a=1;b=2` item per window, written into one string (on every response, so the
+/// integers go through itoa rather than the formatting machinery).
+fn list(windows: &[WindowState], params: impl Fn(&WindowState) -> [(&str, u64); 2]) -> String {
     let mut out = String::with_capacity(32 * windows.len());
+    let mut digits = itoa::Buffer::new();
     for (i, w) in windows.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        let _ = write!(out, "{separator}\"{}\";", w.name);
-        let _ = params(&mut out, w);
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('"');
+        out.push_str(&w.name);
+        out.push('"');
+        for (name, value) in params(w) {
+            out.push(';');
+            out.push_str(name);
+            out.push('=');
+            out.push_str(digits.format(value));
+        }
     }
     out
 }

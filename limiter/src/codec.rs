@@ -2,8 +2,6 @@
 //! carrying a schema version, so the Lua script can append the decision's entries to ingest's
 //! and old entries stay readable as fields are added.
 
-use std::net::IpAddr;
-
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -19,8 +17,8 @@ pub struct PendingEvent<'a> {
     pub v: u32,
     #[serde(with = "as_string")]
     pub id: Uuid,
-    #[serde(with = "as_string")]
-    pub ip: IpAddr,
+    /// The address as text (ingest has written it out already).
+    pub ip: &'a str,
     pub to: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'a str>,

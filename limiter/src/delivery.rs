@@ -842,7 +842,7 @@ mod tests {
         let pending = encode_pending(&PendingEvent {
             v: SCHEMA_VERSION,
             id,
-            ip: "203.0.113.7".parse().unwrap(),
+            ip: "203.0.113.7",
             to: "+14155550123",
             from: None,
             segments: 1,

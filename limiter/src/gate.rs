@@ -398,11 +398,14 @@ impl RateLimiter {
     /// The keys and arguments of `decide.lua`, or the plan of the reserve/commit protocol.
     fn prepare(&self, redis: &Client, request: &SmsRequest<'_>, context: &Context<'_>) -> Prepared {
         let id = Uuid::now_v7();
-        let network = self.ruleset.clients.network(request.ip);
-        let client = client_key_of(&network, request.to);
+        // The address is written out once: it is the event's `ip`, and most often the client.
+        let ip_text = request.ip.to_string();
+        let masked = self.ruleset.clients.masked_network(request.ip);
+        let network = masked.as_deref().unwrap_or(&ip_text);
+        let client = client_key_of(network, request.to);
         let blocked = self.ruleset.blocks(request.ip, &context.destination);
         let subject = Subject {
-            network: &network,
+            network,
             ip_known: !context.ip_unattributed,
             to: request.to,
             country: context.destination.country,
@@ -433,14 +436,14 @@ impl RateLimiter {
         let pending = encode_pending(&PendingEvent {
             v: SCHEMA_VERSION,
             id,
-            ip: request.ip,
+            ip: &ip_text,
             to: request.to,
             from: request.from,
             segments: request.segments,
             policy: &self.policy_text,
             reason: blocked.map(BlockReason::as_str),
             country: context.destination.country,
-            client: (network != request.ip.to_string()).then_some(client.as_str()),
+            client: masked.is_some().then_some(client.as_str()),
             status_callback: context.status_callback,
             api_client: context.api_client,
             ip_unattributed: context.ip_unattributed,
@@ -448,7 +451,7 @@ impl RateLimiter {
         let idem_key = context.idempotency.map(|idem| {
             self.layout.key(
                 partition,
-                &format!("idem:{}", client_key_of(&network, idem.key)),
+                &format!("idem:{}", client_key_of(network, idem.key)),
             )
         });
         let fingerprint = context.idempotency.map_or("", |idem| idem.fingerprint);

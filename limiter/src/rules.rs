@@ -205,17 +205,21 @@ impl Clients {
     /// The client network of `ip`: the address itself at a full-length prefix (`203.0.113.7`,
     /// today's keys), else the network in CIDR form (`2001:db8:1:2::/64`).
     pub fn network(&self, ip: IpAddr) -> String {
-        let ip = ip.to_canonical();
-        let (prefix, full) = match ip {
+        self.masked_network(ip).unwrap_or_else(|| ip.to_string())
+    }
+
+    /// [`Clients::network`] when it is not the address's own text (an IPv4 or IPv6 prefix, or
+    /// the IPv4 address of an IPv4-mapped IPv6 one); `None` when the client is the address.
+    pub fn masked_network(&self, ip: IpAddr) -> Option<String> {
+        let canonical = ip.to_canonical();
+        let (prefix, full) = match canonical {
             IpAddr::V4(_) => (self.ipv4_prefix, 32),
             IpAddr::V6(_) => (self.ipv6_prefix, 128),
         };
-        if prefix >= full {
-            return ip.to_string();
+        match IpNet::new(canonical, prefix) {
+            Ok(net) if prefix < full => Some(net.trunc().to_string()),
+            _ => (canonical != ip).then(|| canonical.to_string()),
         }
-        IpNet::new(ip, prefix)
-            .map(|net| net.trunc().to_string())
-            .unwrap_or_else(|_| ip.to_string())
     }
 
     pub fn allowed(&self, ip: IpAddr) -> bool {
@@ -820,6 +824,18 @@ deny = ["192.0.2.0/24"]
         assert_eq!(
             wide.network("198.51.100.77".parse().unwrap()),
             "198.51.100.0/24"
+        );
+        // Only a client that is not the address's own text is marked as masked in the event.
+        let plain = Clients::default();
+        assert_eq!(plain.masked_network("198.51.100.77".parse().unwrap()), None);
+        assert_eq!(
+            plain.masked_network("::ffff:198.51.100.77".parse().unwrap()),
+            Some("198.51.100.77".to_owned())
+        );
+        assert!(
+            plain
+                .masked_network("2001:db8::1".parse().unwrap())
+                .is_some()
         );
     }
 
