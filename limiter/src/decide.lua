@@ -1,9 +1,9 @@
 -- smsgate's decision: check every rolling window of every rule for one request and record it
 -- as an event, atomically. Redis TIME is the only clock.
 --
--- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: window
--- name prefix, enforced or shadow, windows {name, limit, d µs}, the longest d) and BODY_TTL_MS
--- above this text, so a policy is its own script (SHA) and a decision parses no rule.
+-- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: enforced
+-- or shadow, windows {name as events show it, limit, d µs}, the longest d) and BODY_TTL_MS above
+-- this text, so a policy is its own script (SHA) and a decision parses no rule.
 --
 -- KEYS[1]      the event stream of the request's partition
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
@@ -114,11 +114,11 @@ else
         if rule.enforced then
           win.retry = seconds_up(wait)
           retry_us = math.max(retry_us, wait)
-          violated[#violated + 1] = rule.prefix .. win.name
+          violated[#violated + 1] = win.name
         else
           -- A shadow window reports its would-be wait negated: it refuses nothing.
           win.retry = -seconds_up(wait)
-          shadow[#shadow + 1] = rule.prefix .. win.name
+          shadow[#shadow + 1] = win.name
         end
       end
     end

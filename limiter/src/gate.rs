@@ -29,27 +29,20 @@ pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     use std::fmt::Write as _;
     let mut lua = String::from("local RULES = {\n");
     for rule in ruleset.rules() {
-        let prefix = if rule.name == SEED_RULE {
-            String::new()
-        } else {
-            format!("{}.", rule.name)
-        };
-        let windows = rule.limits.windows();
-        let longest = windows.iter().map(|w| w.duration_micros()).max();
+        let longest = i64::try_from(rule.limits.longest().as_micros()).unwrap_or(i64::MAX);
         let _ = write!(
             lua,
             // Every field the script sets is in the constructor, so the tables never grow.
-            "  {{prefix = {}, enforce = {}, longest = {}, skip = false, enforced = false, \
+            "  {{enforce = {}, longest = {longest}, skip = false, enforced = false, \
              room = false, windows = {{",
-            lua_string(&prefix),
             rule.mode == Mode::Enforce,
-            longest.unwrap_or(0),
         );
-        for w in windows {
+        // Windows carry the names events and headers use (`Rule::window_name`).
+        for w in rule.limits.windows() {
             let _ = write!(
                 lua,
                 "{{name = {}, limit = {}, d = {}, count = 0, oldest = false, retry = 0}}, ",
-                lua_string(&w.name),
+                lua_string(&rule.window_name(w)),
                 w.limit,
                 w.duration_micros()
             );
@@ -196,7 +189,7 @@ pub struct RateLimiter {
     ruleset: Ruleset,
     policy_text: String,
     layout: Layout,
-    /// `decide.lua` with this policy and these privacy settings written in.
+    /// `decide.lua` with this policy and body TTL written in.
     script: Script,
     /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
     /// client's partition with its stream.
@@ -654,7 +647,7 @@ mod tests {
         let seed = RateLimiter::new(Policy::parse("3/1m,10/1d").unwrap(), Layout::default());
         let other = RateLimiter::new(Policy::parse("5/1m").unwrap(), Layout::default());
         let lua = decide_script(seed.ruleset(), 1000);
-        assert!(lua.starts_with("local RULES = {\n  {prefix = '', enforce = true, longest = 86400000000, skip = false, enforced = false, room = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
+        assert!(lua.starts_with("local RULES = {\n  {enforce = true, longest = 86400000000, skip = false, enforced = false, room = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
         assert_ne!(seed.script.sha1(), other.script.sha1());
     }
 }

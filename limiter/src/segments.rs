@@ -140,28 +140,22 @@ fn coded(text: &str) -> (Coding, Vec<u8>) {
     }
 }
 
-/// The parts `data` is sent as, in order.
+/// The parts `data` is sent as, in order: one when it fits a single SMS (even when empty).
 fn split(coding: Coding, data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let (single, part) = coding.capacity();
-    let mut rest = data;
-    let mut first = true;
+    let size = if data.len() <= single { single } else { part };
+    let mut rest = Some(data);
     std::iter::from_fn(move || {
-        if std::mem::take(&mut first) && data.len() <= single {
-            rest = &[];
-            return Some(data);
-        }
-        if rest.is_empty() {
-            return None;
-        }
-        let mut end = part.min(rest.len());
-        if end < rest.len() && !boundary(coding, rest, end) {
+        let left = rest?;
+        let mut end = size.min(left.len());
+        if end < left.len() && !boundary(coding, left, end) {
             end -= match coding {
                 Coding::Gsm7 => 1,
                 Coding::Ucs2 => 2,
             };
         }
-        let (head, tail) = rest.split_at(end);
-        rest = tail;
+        let (head, tail) = left.split_at(end);
+        rest = (!tail.is_empty()).then_some(tail);
         Some(head)
     })
 }
