@@ -2,7 +2,8 @@
 -- as an event, atomically. Redis TIME is the only clock.
 --
 -- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: enforced
--- or shadow, windows {name as events show it, limit, d µs}, the longest d) and BODY_TTL_MS above
+-- or shadow, windows {name as events show it, limit, d µs}, the longest d, the quota's TTL in ms
+-- as text) and BODY_TTL_MS above
 -- this text, so a policy is its own script (SHA) and a decision parses no rule.
 --
 -- KEYS[1]      the event stream of the request's partition
@@ -84,10 +85,13 @@ else
       small = #head / 2 <= SMALL_QUOTA
       if small then
         for j = 2, #head, 2 do
-          times[#times + 1] = tonumber(head[j])
+          times[j / 2] = tonumber(head[j])
         end
       end
     end
+    -- Whether counting must trim: a quota read whole trims only when its oldest member is past
+    -- the longest window (an empty one, a new client's, never).
+    rule.stale = not small or (times[1] ~= nil and times[1] <= now - rule.longest)
     for w = 1, #rule.windows do
       local win = rule.windows[w]
       local count, oldest, lower, k
@@ -129,12 +133,15 @@ end
 local retry_after = 0
 if outcome == 1 then
   -- Every rule with room counts the request, shadow rules too: they count as if enforced.
+  local score = string.format('%d', now)
   for r = 1, rules do
     local rule, quota = RULES[r], KEYS[r + 1]
     if rule.room then
-      redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
-      redis.call('ZADD', quota, string.format('%d', now), ARGV[2])
-      redis.call('PEXPIRE', quota, string.format('%d', math.ceil(rule.longest / 1000) + 1000))
+      if rule.stale then
+        redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
+      end
+      redis.call('ZADD', quota, score, ARGV[2])
+      redis.call('PEXPIRE', quota, rule.expire_ms)
     end
   end
   -- The body the dispatcher needs travels apart from the event, in the same slot, and only
@@ -164,7 +171,7 @@ local event = map_header(entries) .. ARGV[1] .. cmsgpack.pack('at_us', now) .. d
   .. shadowed
 local id = redis.call('XADD', stream, '*', 'e', event)
 
-local reply = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}
+local reply, n = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}, 7
 if outcome ~= 2 then
   for r = 1, rules do
     local rule = RULES[r]
@@ -178,9 +185,9 @@ if outcome ~= 2 then
       end
       local reset_after = 0
       if oldest then reset_after = seconds_up(oldest + win.d - now) end
-      reply[#reply + 1] = math.max(win.limit - used, 0)
-      reply[#reply + 1] = reset_after
-      reply[#reply + 1] = win.retry
+      reply[n + 1], reply[n + 2], reply[n + 3] = math.max(win.limit - used, 0), reset_after,
+        win.retry
+      n = n + 3
     end
   end
 end

@@ -30,11 +30,13 @@ pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     let mut lua = String::from("local RULES = {\n");
     for rule in ruleset.rules() {
         let longest = i64::try_from(rule.limits.longest().as_micros()).unwrap_or(i64::MAX);
+        // A quota outlives its longest window by a second, so no member it counts expires early.
+        let expire_ms = longest.saturating_add(999) / 1000 + 1000;
         let _ = write!(
             lua,
             // Every field the script sets is in the constructor, so the tables never grow.
-            "  {{enforce = {}, longest = {longest}, skip = false, enforced = false, \
-             room = false, windows = {{",
+            "  {{enforce = {}, longest = {longest}, expire_ms = '{expire_ms}', skip = false, \
+             enforced = false, room = false, stale = false, windows = {{",
             rule.mode == Mode::Enforce,
         );
         // Windows carry the names events and headers use (`Rule::window_name`).
@@ -647,7 +649,7 @@ mod tests {
         let seed = RateLimiter::new(Policy::parse("3/1m,10/1d").unwrap(), Layout::default());
         let other = RateLimiter::new(Policy::parse("5/1m").unwrap(), Layout::default());
         let lua = decide_script(seed.ruleset(), 1000);
-        assert!(lua.starts_with("local RULES = {\n  {enforce = true, longest = 86400000000, skip = false, enforced = false, room = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
+        assert!(lua.starts_with("local RULES = {\n  {enforce = true, longest = 86400000000, expire_ms = '86401000', skip = false, enforced = false, room = false, stale = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
         assert_ne!(seed.script.sha1(), other.script.sha1());
     }
 }

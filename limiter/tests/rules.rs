@@ -962,3 +962,30 @@ async fn a_gateway_past_its_own_record_deadline_sends_nothing_and_frees_its_rese
     assert_eq!(members(redis, &Layout::leases_of(&quota)).await, 0);
     drop_namespace(redis, limiter.layout()).await;
 }
+
+#[tokio::test]
+async fn an_accepted_request_trims_its_quota_of_members_past_the_longest_window() {
+    // The script skips the trim while a quota's oldest member is still inside the longest
+    // window; once one has aged out, the next accepted request must remove it, or quotas of
+    // steady clients would only ever grow until their TTL.
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter("[[rule]]\nname = \"number\"\nkey = [\"to\"]\nlimits = \"2/1s\"\n");
+    let to = "+14155550177";
+    let (_, quota) = limiter.layout().rule_quota("number", to);
+    let ip = |i: usize| leak(format!("198.51.100.{}", 10 + i));
+    for i in 0..2 {
+        let d = limiter.decide(redis, &request(ip(i), to)).await.unwrap();
+        assert_eq!(d.outcome, Outcome::Accepted);
+    }
+    assert_eq!(members(redis, &quota).await, 2, "both requests are counted");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let d = limiter.decide(redis, &request(ip(2), to)).await.unwrap();
+    assert_eq!(d.outcome, Outcome::Accepted, "the window has room again");
+    assert_eq!(
+        members(redis, &quota).await,
+        1,
+        "the two members past the 1 s window are trimmed, the new one kept"
+    );
+    drop_namespace(redis, limiter.layout()).await;
+}
