@@ -113,6 +113,10 @@ pub struct BenchArgs {
     /// Replay mode: keep the scratch database (its name is printed), to time the CLI against it.
     #[arg(long)]
     pub keep: bool,
+    /// The child server's runtime threads (its `SMSGATE_WORKER_THREADS`); by default it has the
+    /// bench's own setting, one per CPU unless set.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub server_threads: Option<u16>,
     /// Streams the clients are spread over (the script phase, and the in-process server).
     #[arg(long, env = "SMSGATE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub partitions: u16,
@@ -272,7 +276,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let traffic = Traffic::new(&args);
     println!(
-        "smsgate bench: {} connections, {} s per phase, {}, policy {} ({} rules), {} partition(s), redis {}",
+        "smsgate bench: {} connections, {} s per phase, {}, policy {} ({} rules), {} partition(s), server threads {}, redis {}",
         args.connections,
         args.duration,
         if args.distinct {
@@ -283,6 +287,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rules,
         rules.rules().len(),
         args.partitions,
+        args.server_threads
+            .map(|n| n.to_string())
+            .or_else(|| std::env::var("SMSGATE_WORKER_THREADS").ok())
+            .unwrap_or_else(|| "one per CPU".to_owned()),
         args.redis_url
     );
     let redis = crate::app::reachable_redis(&args.redis_url, 4).await?;
@@ -421,6 +429,9 @@ async fn spawn_ingest(
         .stderr(Stdio::inherit());
     if let Some(path) = &args.policy_file {
         command.env("SMSGATE_POLICY", path);
+    }
+    if let Some(threads) = args.server_threads {
+        command.env("SMSGATE_WORKER_THREADS", threads.to_string());
     }
     let mut child = command.spawn().context("starting `smsgate ingest`")?;
     let deadline = Instant::now() + Duration::from_secs(30);

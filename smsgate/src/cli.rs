@@ -16,6 +16,10 @@ use secrecy::SecretString;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Threads of the async runtime (default: one per CPU). On a machine shared with Redis and
+    /// the load, fewer threads wake each other less: see the README's Benchmarks.
+    #[arg(long, global = true, env = "SMSGATE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,5 +359,19 @@ mod tests {
         assert_eq!(settings.callback_secret.as_deref(), Some(""));
         assert_eq!(given(&settings.callback_secret), None);
         assert_eq!(given(&settings.twilio_auth_token), None);
+    }
+
+    #[test]
+    fn worker_threads_apply_to_every_command_and_zero_is_refused() {
+        let cli =
+            <Cli as clap::Parser>::try_parse_from(["smsgate", "ingest", "--worker-threads", "1"])
+                .unwrap();
+        assert_eq!(cli.worker_threads, Some(1));
+        let cli = <Cli as clap::Parser>::try_parse_from(["smsgate", "ingest"]).unwrap();
+        assert_eq!(cli.worker_threads, None, "unset: one thread per CPU");
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["smsgate", "--worker-threads", "0", "serve"])
+                .is_err()
+        );
     }
 }

@@ -9,9 +9,17 @@ use smsgate::{bench, openapi, replay, roles, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    runtime.build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Replay { .. } | Command::Audit { .. } | Command::Openapi => {
             telemetry::init_cli_logging()
