@@ -75,17 +75,19 @@ else
     rule.enforced = rule.enforce and not allowed
     -- A rule that does not apply sees an empty quota and counts nothing.
     rule.room = not rule.skip
-    -- Scores travel as decimal text both ways (Redis prints, Lua parses): a small quota is
-    -- read whole, a large one counted per window, reading only the scores a reply needs. Only
+    -- Scores travel as decimal text both ways (Redis prints each with printf, Lua parses): a
+    -- small quota is read whole, a large one counted per window, reading only the scores a
+    -- reply needs, so its size is asked first (an integer) and an empty one is not read. Only
     -- an accepted request trims a quota (below), so members older than the longest window may
     -- still be here; no window counts them.
     local times, small = {}, true
     if not rule.skip then
-      local head = redis.call('ZRANGE', quota, 0, SMALL_QUOTA, 'WITHSCORES')
-      small = #head / 2 <= SMALL_QUOTA
-      if small then
-        for j = 2, #head, 2 do
-          times[j / 2] = tonumber(head[j])
+      local size = redis.call('ZCARD', quota)
+      small = size <= SMALL_QUOTA
+      if small and size > 0 then
+        local whole = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
+        for j = 2, #whole, 2 do
+          times[j / 2] = tonumber(whole[j])
         end
       end
     end
