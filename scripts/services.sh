@@ -171,6 +171,33 @@ ensure_postgres() {
   say "started PostgreSQL at 127.0.0.1:$port (data in $dir/data)"
 }
 
+# Starts `smsgate serve` (the debug build) on a free port with the environment assignments
+# given, and waits until it is ready; sets serve_port and serve_pid. Another socket (any
+# outgoing connection takes an ephemeral port) can take free_port's port before the server binds
+# it, so a server that could not listen is started again on another port.
+serve_on_free_port() {
+  local log=$1
+  shift
+  for _ in 1 2 3; do
+    serve_port=$(free_port)
+    env SMSGATE_LISTEN="127.0.0.1:$serve_port" "$@" "$CARGO_TARGET_DIR/debug/smsgate" serve \
+      >"$log" 2>&1 &
+    serve_pid=$!
+    _smsgate_cleanup+=("kill $serve_pid")
+    for _ in $(seq 1 150); do
+      curl -fsS -o /dev/null "http://127.0.0.1:$serve_port/readyz" 2>/dev/null && return 0
+      kill -0 "$serve_pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    grep -q "cannot listen" "$log" || break
+    say "port $serve_port was taken before smsgate serve bound it; starting again on another"
+  done
+  echo "smsgate serve did not become ready; see $log" >&2
+  return 1
+}
+
 wait_for_http() {
   local url=$1
   for _ in $(seq 1 150); do
