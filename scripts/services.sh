@@ -184,11 +184,7 @@ serve_on_free_port() {
       >"$log" 2>&1 &
     serve_pid=$!
     _smsgate_cleanup+=("kill $serve_pid")
-    for _ in $(seq 1 150); do
-      curl -fsS -o /dev/null "http://127.0.0.1:$serve_port/readyz" 2>/dev/null && return 0
-      kill -0 "$serve_pid" 2>/dev/null || break
-      sleep 0.2
-    done
+    wait_for_http "http://127.0.0.1:$serve_port/readyz" "$serve_pid" && return 0
     kill "$serve_pid" 2>/dev/null || true
     wait "$serve_pid" 2>/dev/null || true
     grep -q "cannot listen" "$log" || break
@@ -198,10 +194,12 @@ serve_on_free_port() {
   return 1
 }
 
+# Waits up to 30 s for `url` to answer; with a pid, no longer than that process lives.
 wait_for_http() {
-  local url=$1
+  local url=$1 pid=${2:-}
   for _ in $(seq 1 150); do
     curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.2
   done
   echo "nothing answered at $url" >&2

@@ -3,8 +3,8 @@
 --
 -- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: enforced
 -- or shadow, windows {name as events show it, limit, d µs}, the longest d, the quota's TTL in ms
--- as text) and BODY_TTL_MS above
--- this text, so a policy is its own script (SHA) and a decision parses no rule.
+-- as text) and BODY_TTL_MS above this text, so a policy is its own script (SHA) and a decision
+-- parses no rule.
 --
 -- KEYS[1]      the event stream of the request's partition
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
