@@ -4,6 +4,7 @@
 //! of `cluster.rs` instead, whose reply has the script's format.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
@@ -11,6 +12,7 @@ use fred::types::Value;
 use fred::types::scripts::Script;
 use uuid::Uuid;
 
+use crate::batch::{self, GroupCommit};
 use crate::cluster::{self, ClusterTiming, HeldDecision, Hold, Plan, RulePlan, WindowPlan};
 use crate::codec::{PendingEvent, StoredMessage, encode_pending, encode_stored};
 use crate::event::{Outcome, SCHEMA_VERSION};
@@ -151,7 +153,7 @@ pub struct Decision {
     pub replayed: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum LimiterError {
     #[error("redis is not connected")]
     Disconnected,
@@ -192,7 +194,10 @@ pub struct RateLimiter {
     policy_text: String,
     layout: Layout,
     /// `decide.lua` with this policy and body TTL written in.
-    script: Script,
+    script: Arc<Script>,
+    /// Decisions sent together while earlier ones are under way (see `batch.rs`); without it,
+    /// one call per decision.
+    group_commit: Option<Arc<GroupCommit>>,
     /// True unless the only rule is the seed's `client` on (ip, to), whose quota shares the
     /// client's partition with its stream.
     spans_slots: bool,
@@ -220,7 +225,8 @@ impl RateLimiter {
         Self {
             spans_slots,
             policy_text: ruleset.to_string(),
-            script: Script::from_lua(decide_script(&ruleset, body_ttl_ms)),
+            script: Arc::new(Script::from_lua(decide_script(&ruleset, body_ttl_ms))),
+            group_commit: None,
             ruleset,
             layout,
             store,
@@ -252,8 +258,24 @@ impl RateLimiter {
         self.body_ttl_ms = u64::try_from(body_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        self.script = Script::from_lua(decide_script(&self.ruleset, self.body_ttl_ms));
+        self.script = Arc::new(Script::from_lua(decide_script(
+            &self.ruleset,
+            self.body_ttl_ms,
+        )));
         self
+    }
+
+    /// Sends the decisions of a partition that arrive while its earlier calls are under way
+    /// together, in one call (group commit; see the README's "Group commit"). Each request is
+    /// still decided alone and exactly; a busy gateway pays one round trip for many.
+    pub fn with_group_commit(mut self) -> Self {
+        self.group_commit = Some(Arc::new(GroupCommit::new(self.layout.partitions())));
+        self
+    }
+
+    /// Under group commit, the calls sent so far and the requests they decided.
+    pub fn group_commit_totals(&self) -> Option<(u64, u64)> {
+        self.group_commit.as_ref().map(|group| group.totals())
     }
 
     pub fn store_message(&self) -> StoreMessage {
@@ -317,7 +339,17 @@ impl RateLimiter {
                 args,
                 applies,
             } => {
-                let reply: Vec<Value> = self.script.evalsha_with_reload(redis, keys, args).await?;
+                let reply = match &self.group_commit {
+                    Some(group) => {
+                        group
+                            .decide(redis, &self.script, partition, (keys, args))
+                            .await?
+                    }
+                    None => batch::call(redis, &self.script, vec![(keys, args)])
+                        .await?
+                        .pop()
+                        .ok_or_else(|| LimiterError::Reply("no reply".into()))?,
+                };
                 self.parse_reply(partition, reply, &applies)
             }
             Prepared::Protocol(plan) => {
@@ -570,6 +602,12 @@ impl RateLimiter {
             0 => Outcome::Rejected,
             2 => Outcome::Blocked,
             -1 => return Err(LimiterError::IdempotencyConflict),
+            -2 => {
+                return Err(LimiterError::Reply(format!(
+                    "the decision failed: {}",
+                    text(1)?
+                )));
+            }
             other => return Err(LimiterError::Reply(format!("outcome {other}"))),
         };
         let id = Uuid::parse_str(&text(5)?)
@@ -637,6 +675,76 @@ fn applies_of(plan: &Plan) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against a real Redis (`REDIS_URL`): one call deciding three requests, the middle one's
+    /// quota a key of the wrong type.
+    #[tokio::test]
+    async fn a_request_that_fails_inside_a_batch_fails_alone() {
+        use fred::interfaces::KeysInterface;
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let pool = crate::connection::connect(&url, 1, std::time::Duration::from_secs(5))
+            .await
+            .expect("redis");
+        let redis = pool.next();
+        let namespace = format!("test-{}", Uuid::now_v7().simple());
+        let limiter = RateLimiter::new(
+            Policy::parse("3/1m").expect("policy"),
+            Layout::new(namespace.clone(), 1),
+        );
+        let mut batch = Vec::new();
+        let mut applies = Vec::new();
+        for to in ["+14155550101", "+14155550102", "+14155550103"] {
+            let request = SmsRequest {
+                ip: "192.0.2.7".parse().expect("ip"),
+                to,
+                from: None,
+                message: "hello",
+                segments: 1,
+            };
+            let Prepared::Script {
+                keys,
+                args,
+                applies: flags,
+                ..
+            } = limiter.prepare(redis, &request, &Context::default())
+            else {
+                panic!("one script decides the seed's rule");
+            };
+            batch.push((keys, args));
+            applies.push(flags);
+        }
+        let poisoned = batch[1].0[1].clone();
+        let _: () = redis
+            .set(&poisoned, "not a sorted set", None, None, false)
+            .await
+            .expect("set");
+        let replies = batch::call(redis, &limiter.script, batch)
+            .await
+            .expect("call");
+        assert_eq!(replies.len(), 3);
+        let decisions: Vec<_> = replies
+            .into_iter()
+            .zip(&applies)
+            .map(|(reply, applies)| limiter.parse_reply(0, reply, applies))
+            .collect();
+        assert_eq!(
+            decisions[0].as_ref().expect("first").outcome,
+            Outcome::Accepted
+        );
+        match &decisions[1] {
+            Err(LimiterError::Reply(message)) => {
+                assert!(message.contains("WRONGTYPE"), "{message}")
+            }
+            other => panic!("the poisoned request: {other:?}"),
+        }
+        assert_eq!(
+            decisions[2].as_ref().expect("third").outcome,
+            Outcome::Accepted
+        );
+        crate::connection::drop_namespace(redis, &namespace)
+            .await
+            .expect("drop");
+    }
 
     #[test]
     fn names_reach_the_script_as_inert_lua_literals() {

@@ -19,11 +19,14 @@
 //! - [`layout`]: key names, namespaces, hash-tagged partitions.
 //! - [`model`]: a pure-Rust model of the rules, the reference the script is tested and audited against.
 //! - [`gate`]: `RateLimiter`, which runs the Lua script and returns a `Decision`.
+//! - `batch`: group commit, the decisions of a partition that arrive while earlier ones are
+//!   under way sent together in one call of the script.
 //! - `cluster`: the reserve/commit protocol that decides a policy whose quotas span slots of a
 //!   Redis Cluster, and its scripts (`cluster/*.lua`).
 //! - [`connection`]: Redis pools that reconnect forever and never retry a command.
 //! - [`segments`]: GSM 03.38 or UCS-2, and the concatenated parts a body is sent as.
 
+mod batch;
 mod cluster;
 pub mod codec;
 pub mod connection;

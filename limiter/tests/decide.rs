@@ -27,10 +27,29 @@ fn limiter(policy: &str, partitions: u16) -> RateLimiter {
     )
 }
 
+/// `limiter` deciding under group commit: concurrent decisions of a partition share calls.
+fn grouped(limiter: RateLimiter) -> RateLimiter {
+    limiter.with_group_commit()
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_requests_for_one_client_admit_exactly_three() {
+    two_hundred_concurrent_requests_for_one_client(limiter("3/1m,10/1d", 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_for_one_client_admit_exactly_three_in_shared_calls() {
+    let limiter =
+        two_hundred_concurrent_requests_for_one_client(grouped(limiter("3/1m,10/1d", 1))).await;
+    let (calls, decided) = limiter.group_commit_totals().unwrap();
+    assert_eq!(decided, 200);
+    // 200 requests at once on one partition, at most two calls under way: most must share.
+    assert!(calls < 100, "{calls} calls for 200 requests");
+}
+
+async fn two_hundred_concurrent_requests_for_one_client(limiter: RateLimiter) -> Arc<RateLimiter> {
     let pool = redis().await;
-    let limiter = Arc::new(limiter("3/1m,10/1d", 1));
+    let limiter = Arc::new(limiter);
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let (pool, limiter) = (pool.clone(), limiter.clone());
@@ -60,12 +79,22 @@ async fn two_hundred_concurrent_requests_for_one_client_admit_exactly_three() {
         .count();
     assert_eq!(on_stream, 3);
     drop_namespace(pool.next(), limiter.layout()).await;
+    limiter
 }
 
 #[tokio::test]
 async fn fifty_clients_at_once_get_exactly_three_each() {
+    fifty_clients_at_once(limiter("3/1m,10/1d", 4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_at_once_get_exactly_three_each_in_shared_calls() {
+    fifty_clients_at_once(grouped(limiter("3/1m,10/1d", 4))).await;
+}
+
+async fn fifty_clients_at_once(limiter: RateLimiter) {
     let pool = redis().await;
-    let limiter = Arc::new(limiter("3/1m,10/1d", 4));
+    let limiter = Arc::new(limiter);
     let numbers: Vec<&'static str> = (0..50)
         .map(|i| &*Box::leak(format!("+1415555{:04}", 1000 + i).into_boxed_str()))
         .collect();
@@ -117,11 +146,22 @@ fn assert_stream_matches_model(policy: &str, events: &[(String, Event)]) -> usiz
     rejected
 }
 
+const RANDOM_POLICY: &str = "2/1s,5/3s,9/1m";
+
 #[tokio::test]
 async fn ten_thousand_random_concurrent_requests_match_the_model_exactly() {
-    const POLICY: &str = "2/1s,5/3s,9/1m";
+    random_concurrent_requests(limiter(RANDOM_POLICY, 4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_random_concurrent_requests_in_shared_calls_match_the_model_exactly() {
+    random_concurrent_requests(grouped(limiter(RANDOM_POLICY, 4))).await;
+}
+
+async fn random_concurrent_requests(limiter: RateLimiter) {
+    const POLICY: &str = RANDOM_POLICY;
     let pool = redis().await;
-    let limiter = Arc::new(limiter(POLICY, 4));
+    let limiter = Arc::new(limiter);
     let workers: Vec<_> = (0..32u64)
         .map(|worker| {
             let (pool, limiter) = (pool.clone(), limiter.clone());

@@ -295,8 +295,9 @@ async fn ingest_router(
     ingest::telemetry::register(&rules);
     tracing::info!(policy = %rules, "policy in force");
     let privacy = (settings.store_message, settings.body_ttl());
-    let limiter =
-        RateLimiter::with_rules(rules, settings.layout()).with_privacy(privacy.0, privacy.1);
+    let limiter = RateLimiter::with_rules(rules, settings.layout())
+        .with_privacy(privacy.0, privacy.1)
+        .with_group_commit();
     if let Err(e) = limiter.load(ctx.redis.next()).await {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");
     }
@@ -344,7 +345,8 @@ async fn reload_on_sighup(
                     ingest::telemetry::register(&rules);
                     tracing::info!(policy = %rules, file = %path.display(), "SIGHUP: policy reloaded");
                     let reloaded = RateLimiter::with_rules(rules, layout.clone())
-                        .with_privacy(privacy.0, privacy.1);
+                        .with_privacy(privacy.0, privacy.1)
+                        .with_group_commit();
                     limiter.store(Arc::new(reloaded));
                 }
                 Err(e) => tracing::warn!(
