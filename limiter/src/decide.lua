@@ -56,23 +56,24 @@ local function score_at(quota, lower, i)
   return tonumber(hit[2])
 end
 
--- One request's decision: its keys and arguments as above.
-local function decide(KEYS, ARGV)
-  local stream = KEYS[1]
+-- One request's decision. Its keys are KEYS[k + 1 .. last] and its arguments ARGV[a + 1 ..
+-- a + ARGUMENTS]: KEYS[k + n] and ARGV[a + n] are its KEYS[n] and ARGV[n] above.
+local function decide(k, last, a)
+  local stream = KEYS[k + 1]
   local rules = #RULES
-  local blocked = ARGV[3] ~= ''
-  local fingerprint = ARGV[5]
+  local blocked = ARGV[a + 3] ~= ''
+  local fingerprint = ARGV[a + 5]
   local idem = nil
   if fingerprint ~= '' then
-    idem = KEYS[blocked and 2 or rules + 2]
+    idem = KEYS[k + (blocked and 2 or rules + 2)]
     local first = first_answer(idem, fingerprint)
     if first then return first end
   end
 
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-  local allowed = ARGV[4] == '1'
-  local applies = ARGV[10]
+  local allowed = ARGV[a + 4] == '1'
+  local applies = ARGV[a + 10]
   local violated, shadow = {}, {}
   local retry_us = 0
   local outcome
@@ -80,7 +81,7 @@ local function decide(KEYS, ARGV)
     outcome = 2
   else
     for r = 1, rules do
-      local rule, quota = RULES[r], KEYS[r + 1]
+      local rule, quota = RULES[r], KEYS[k + r + 1]
       rule.skip = string.byte(applies, r) == 110 -- 'n'
       rule.enforced = rule.enforce and not allowed
       -- A rule that does not apply sees an empty quota and counts nothing.
@@ -122,7 +123,8 @@ local function decide(KEYS, ARGV)
         win.count, win.oldest, win.retry = count, oldest, 0
         if count >= win.limit then
           rule.room = false
-          -- The (count - limit + 1)-th oldest request in the window must leave before one more fits.
+          -- The (count - limit + 1)-th oldest request in the window must leave before one more
+          -- fits.
           local leaving
           if small then leaving = times[k + count - win.limit]
           else leaving = score_at(quota, lower, count - win.limit) end
@@ -147,43 +149,43 @@ local function decide(KEYS, ARGV)
     -- Every rule with room counts the request, shadow rules too: they count as if enforced.
     local score = string.format('%d', now)
     for r = 1, rules do
-      local rule, quota = RULES[r], KEYS[r + 1]
+      local rule, quota = RULES[r], KEYS[k + r + 1]
       if rule.room then
         if rule.stale then
           redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
         end
-        redis.call('ZADD', quota, score, ARGV[2])
+        redis.call('ZADD', quota, score, ARGV[a + 2])
         redis.call('PEXPIRE', quota, rule.expire_ms)
       end
     end
     -- The body the dispatcher needs travels apart from the event, in the same slot, and only
     -- for a request that will be delivered.
-    if ARGV[7] ~= '' then
-      redis.call('SET', KEYS[#KEYS], ARGV[7], 'PX', BODY_TTL_MS)
+    if ARGV[a + 7] ~= '' then
+      redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', BODY_TTL_MS)
     end
   elseif outcome == 0 then
     retry_after = seconds_up(retry_us)
   end
   -- The event: ingest's entries, the decision's, and the body in the form the outcome keeps
   -- (entries ingest encoded). An accepted request's decision entries are constant but at_us.
-  local entries, shadowed = tonumber(ARGV[8]) + 6, ''
+  local entries, shadowed = tonumber(ARGV[a + 8]) + 6, ''
   if #shadow > 0 then
     shadowed = cmsgpack.pack('shadow_violated', shadow)
     entries = entries + 1
   end
   local decided, kept
   if outcome == 1 then
-    decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[9]
+    decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[a + 9]
   else
     decided = cmsgpack.pack('outcome', (outcome == 0) and 'rejected' or 'blocked',
       'violated', violated, 'retry_after', retry_after)
-    kept = ARGV[6]
+    kept = ARGV[a + 6]
   end
-  local event = map_header(entries) .. ARGV[1] .. cmsgpack.pack('at_us', now) .. decided .. kept
-    .. shadowed
+  local event = map_header(entries) .. ARGV[a + 1] .. cmsgpack.pack('at_us', now) .. decided
+    .. kept .. shadowed
   local id = redis.call('XADD', stream, '*', 'e', event)
 
-  local reply, n = {outcome, now, retry_after, id, 0, ARGV[2], ARGV[3]}, 7
+  local reply, n = {outcome, now, retry_after, id, 0, ARGV[a + 2], ARGV[a + 3]}, 7
   if outcome ~= 2 then
     for r = 1, rules do
       local rule = RULES[r]
@@ -209,20 +211,17 @@ local function decide(KEYS, ARGV)
   return reply
 end
 
--- The batch: each request in turn, its own keys and arguments sliced out. A request whose
--- decision fails (a key of the wrong type, say) answers {-2, the error}; the others are
--- decided all the same.
+-- The batch: each request in turn, at its offsets in KEYS and ARGV. A request whose decision
+-- fails (a key of the wrong type, say) answers {-2, the error}; the others are decided all
+-- the same.
 local replies, key_at, arg_at = {}, 0, 1
 for i = 1, tonumber(ARGV[1]) do
-  local key_count = tonumber(ARGV[arg_at + 1])
-  local keys, args = {}, {}
-  for j = 1, key_count do keys[j] = KEYS[key_at + j] end
-  for j = 1, ARGUMENTS do args[j] = ARGV[arg_at + 1 + j] end
-  key_at, arg_at = key_at + key_count, arg_at + 1 + ARGUMENTS
-  local decided, reply = pcall(decide, keys, args)
+  local last = key_at + tonumber(ARGV[arg_at + 1])
+  local decided, reply = pcall(decide, key_at, last, arg_at + 1)
   if not decided then
     reply = {-2, type(reply) == 'table' and tostring(reply.err) or tostring(reply)}
   end
   replies[i] = reply
+  key_at, arg_at = last, arg_at + 1 + ARGUMENTS
 end
 return replies

@@ -2,8 +2,10 @@
 //!
 //! It drives `POST /api/sms` over N keep-alive HTTP/1.1 connections for a fixed time, then, in
 //! the same run, drives the very same decision straight at Redis (EVALSHA through
-//! `RateLimiter`, same concurrency, same clients), then a plain sliding-log script doing the
-//! same checks and XADD (`baseline.lua`, the floor). It prints each phase's throughput and
+//! `RateLimiter`, same concurrency, same clients; one call per decision, as redis-benchmark
+//! would send it, unless `--group-commit`, which sends concurrent decisions together as the
+//! server does), then a plain sliding-log script doing the same checks and XADD
+//! (`baseline.lua`, the floor). It prints each phase's throughput and
 //! latency, the API's throughput as a ratio of the Redis-only decision, and what each request
 //! cost in CPU on each side: the server process's own time from `/proc/<pid>/stat`, and Redis's
 //! from `INFO cpu`, both per request.
@@ -117,6 +119,10 @@ pub struct BenchArgs {
     /// bench's own setting, one per CPU unless set.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub server_threads: Option<u16>,
+    /// The script phase sends decisions under group commit, as ingest does (concurrent
+    /// decisions of a partition share calls); by default one call per decision.
+    #[arg(long)]
+    pub group_commit: bool,
     /// Streams the clients are spread over (the script phase, and the in-process server).
     #[arg(long, env = "SMSGATE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub partitions: u16,
@@ -276,7 +282,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let traffic = Traffic::new(&args);
     println!(
-        "smsgate bench: {} connections, {} s per phase, {}, policy {} ({} rules), {} partition(s), server threads {}, redis {}",
+        "smsgate bench: {} connections, {} s per phase, {}, policy {} ({} rules), {} partition(s), server threads {}, script phase {}, redis {}",
         args.connections,
         args.duration,
         if args.distinct {
@@ -291,6 +297,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map(|n| n.to_string())
             .or_else(|| std::env::var("SMSGATE_WORKER_THREADS").ok())
             .unwrap_or_else(|| "one per CPU".to_owned()),
+        if args.group_commit {
+            "under group commit"
+        } else {
+            "one call per decision"
+        },
         args.redis_url
     );
     let redis = crate::app::reachable_redis(&args.redis_url, 4).await?;
@@ -624,7 +635,8 @@ where
     Ok(total)
 }
 
-/// The decision script through `RateLimiter`, as ingest calls it, with no HTTP in between.
+/// The decision script through `RateLimiter`, with no HTTP in between: one call per decision,
+/// as redis-benchmark would send it, or under `--group-commit` as ingest sends decisions.
 async fn script_phase(
     redis: &fred::clients::Pool,
     args: &BenchArgs,
@@ -633,7 +645,11 @@ async fn script_phase(
     duration: Duration,
     traffic: Traffic,
 ) -> anyhow::Result<PhaseReport> {
-    let limiter = Arc::new(RateLimiter::with_rules(rules, layout));
+    let limiter = RateLimiter::with_rules(rules, layout);
+    let limiter = Arc::new(match args.group_commit {
+        true => limiter.with_group_commit(),
+        false => limiter,
+    });
     limiter.load(redis.next()).await?;
     let redis = redis.clone();
     redis_phase(args.connections, duration, traffic, move |key| {
