@@ -196,6 +196,14 @@ pub(crate) async fn call(
     script: &Script,
     requests: Vec<Request>,
 ) -> Result<Vec<Vec<Value>>, LimiterError> {
+    if let [_] = requests.as_slice() {
+        // Alone, a request goes in the script's own format, and its reply comes back unwrapped.
+        let Some((keys, args)) = requests.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let reply: Vec<Value> = script.evalsha_with_reload(redis, keys, args).await?;
+        return Ok(vec![reply]);
+    }
     let key_count = requests.iter().map(|(keys, _)| keys.len()).sum();
     let arg_count = requests
         .iter()

@@ -6,11 +6,11 @@
 -- as text) and BODY_TTL_MS above this text, so a policy is its own script (SHA) and a decision
 -- parses no rule.
 --
--- One call decides a batch (gateways send the requests that arrived while their previous call
--- was under way, so one round trip carries many): ARGV[1] is how many requests, then per
--- request the number of its keys and its ARGUMENTS arguments; KEYS holds each request's keys
--- in turn. The whole batch is one atomic step, each request decided as if it came alone.
--- Per request:
+-- One call decides one request (KEYS and ARGV as below) or a batch (gateways send the requests
+-- that arrived while their previous calls were under way, so one round trip carries many):
+-- then ARGV[1] is how many requests, and per request come the number of its keys and its
+-- ARGUMENTS arguments; KEYS holds each request's keys in turn. The whole batch is one atomic
+-- step, each request decided as if it came alone. Per request:
 --
 -- KEYS[1]      the event stream of the request's partition
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
@@ -33,7 +33,7 @@
 -- ARGV[10] one letter per rule: 'y' when the rule applies, 'n' when the request lacks a
 --          dimension of the rule's key (its quota is neither read nor counted)
 --
--- Returns one reply per request, in order:
+-- Returns the request's reply, or for a batch one reply per request, in order:
 --         {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
 --          now µs, retry_after s, stream id, replayed (0|1), event id, blocked reason or '',
 --          then per rule and window: remaining, reset_after s, retry_after s (0 unless violated;
@@ -210,6 +210,10 @@ local function decide(k, last, a)
   end
   return reply
 end
+
+-- A call of one request answers its reply itself: a batch's wrapping, count and pcall would
+-- cost it a tenth more (a failing decision fails the call, which holds nothing else).
+if #ARGV == ARGUMENTS then return decide(0, #KEYS, 0) end
 
 -- The batch: each request in turn, at its offsets in KEYS and ARGV. A request whose decision
 -- fails (a key of the wrong type, say) answers {-2, the error}; the others are decided all
