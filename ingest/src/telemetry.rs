@@ -42,7 +42,11 @@ pub fn register(rules: &limiter::Ruleset) {
     metrics::describe_histogram!(
         SCRIPT_DURATION,
         metrics::Unit::Seconds,
-        "one decision script call as seen by ingest"
+        "one decision as seen by ingest: queued for its call, then the call"
+    );
+    metrics::describe_histogram!(
+        limiter::BATCH_SIZE,
+        "requests decided by one decide.lua call under group commit"
     );
     for outcome in ["accepted", "rejected", "blocked", "invalid", "unavailable"] {
         metrics::counter!(REQUESTS, "outcome" => outcome).increment(0);

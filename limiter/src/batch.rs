@@ -28,6 +28,12 @@ pub const IN_FLIGHT: usize = 2;
 /// millisecond with the 4-rule policy) and its arguments stay small.
 pub const MAX_BATCH: usize = 32;
 
+/// Requests per `decide.lua` call under group commit (a histogram; `docs/metrics.md`).
+pub const BATCH_SIZE: &str = "smsgate_decide_batch_size";
+
+/// Bucket bounds for [`BATCH_SIZE`]: powers of two up to [`MAX_BATCH`].
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+
 /// One request's keys and arguments, as `decide.lua` takes them for a single request.
 pub(crate) type Request = (Vec<String>, Vec<Value>);
 
@@ -148,6 +154,7 @@ impl Sender {
             self.group
                 .decided
                 .fetch_add(expected as u64, Ordering::Relaxed);
+            metrics::histogram!(BATCH_SIZE).record(expected as f64);
             match call(&self.redis, &self.script, requests).await {
                 Ok(replies) if replies.len() == expected => {
                     for (answer, reply) in answers.into_iter().zip(replies) {
@@ -190,20 +197,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// One `decide.lua` call deciding `requests` in order: one reply per request.
+/// One request decided alone, in the script's own format: its reply as the script gives it.
+pub(crate) async fn call_one(
+    redis: &Client,
+    script: &Script,
+    (keys, args): Request,
+) -> Result<Vec<Value>, LimiterError> {
+    Ok(script.evalsha_with_reload(redis, keys, args).await?)
+}
+
+/// One `decide.lua` call deciding `requests` in order: one reply per request. A lone request
+/// goes in the script's own format ([`call_one`]); more go in the batch format, a count and
+/// then each request's key count and arguments.
 pub(crate) async fn call(
     redis: &Client,
     script: &Script,
     requests: Vec<Request>,
 ) -> Result<Vec<Vec<Value>>, LimiterError> {
-    if let [_] = requests.as_slice() {
-        // Alone, a request goes in the script's own format, and its reply comes back unwrapped.
-        let Some((keys, args)) = requests.into_iter().next() else {
-            return Ok(Vec::new());
-        };
-        let reply: Vec<Value> = script.evalsha_with_reload(redis, keys, args).await?;
-        return Ok(vec![reply]);
-    }
+    let requests = match <[Request; 1]>::try_from(requests) {
+        Ok([request]) => return Ok(vec![call_one(redis, script, request).await?]),
+        Err(requests) => requests,
+    };
     let key_count = requests.iter().map(|(keys, _)| keys.len()).sum();
     let arg_count = requests
         .iter()

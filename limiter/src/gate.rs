@@ -345,10 +345,7 @@ impl RateLimiter {
                             .decide(redis, &self.script, partition, (keys, args))
                             .await?
                     }
-                    None => batch::call(redis, &self.script, vec![(keys, args)])
-                        .await?
-                        .pop()
-                        .ok_or_else(|| LimiterError::Reply("no reply".into()))?,
+                    None => batch::call_one(redis, &self.script, (keys, args)).await?,
                 };
                 self.parse_reply(partition, reply, &applies)
             }

@@ -42,6 +42,7 @@ pub mod rules;
 pub mod segments;
 pub mod twilio;
 
+pub use batch::{BATCH_SIZE, BATCH_SIZE_BUCKETS};
 pub use cluster::{ClusterTiming, HeldDecision};
 pub use event::{Event, Outcome};
 pub use gate::{

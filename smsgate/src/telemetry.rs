@@ -47,6 +47,12 @@ pub fn prometheus() -> PrometheusHandle {
                         BATCH_SIZE_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(limiter::BATCH_SIZE.into()),
+                        limiter::BATCH_SIZE_BUCKETS,
+                    )
+                })
                 .expect("bucket lists are not empty");
             let handle = builder
                 .install_recorder()

@@ -511,6 +511,7 @@ async fn health_metrics_and_unknown_routes() {
         "smsgate_requests_total{outcome=\"accepted\"}",
         "smsgate_http_request_duration_seconds_bucket",
         "smsgate_redis_script_duration_seconds_bucket",
+        "smsgate_decide_batch_size_bucket{le=\"1\"}",
         "smsgate_build_info",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
