@@ -1,10 +1,15 @@
 -- smsgate's decision: check every rolling window of every rule for a request and record it
 -- as an event, atomically, for each request of a batch in turn. Redis TIME is the only clock.
 --
--- The policy is part of the script, not of its arguments: Rust writes RULES (per rule: enforced
--- or shadow, windows {name as events show it, limit, d µs}, the longest d, the quota's TTL in ms
--- as text) and BODY_TTL_MS above this text, so a policy is its own script (SHA) and a decision
--- parses no rule.
+-- The policy is part of the script, not of its arguments: Rust writes RULES above this text,
+-- so a policy is its own script (SHA) and a decision parses no rule. A script keeps nothing
+-- between calls, so each call builds RULES anew and every closure, upvalue and table the script
+-- makes: RULES is one flat array (a table per rule and window cost the seed's call 10,000
+-- instructions where this costs 2,000) and the decision uses no helper it could inline.
+-- RULES[1] is the number of rules, RULES[2] how long an accepted body waits for the dispatcher
+-- (ms, text), then per rule: enforced (true) or shadow (false), its longest window µs, its
+-- quota's TTL ms as text, its number of windows, then per window: limit, length µs, its name as
+-- events show it, and that name as a MessagePack string.
 --
 -- One call decides one request (KEYS and ARGV as below) or a batch (gateways send the requests
 -- that arrived while their previous calls were under way, so one round trip carries many):
@@ -13,8 +18,9 @@
 -- step, each request decided as if it came alone. Per request:
 --
 -- KEYS[1]      the event stream of the request's partition
--- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted
---              (member = event id, score = µs); absent when the request is blocked
+-- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted (score =
+--              µs; member: the byte 255, the µs as a big-endian double, the event id); absent
+--              when the request is blocked
 -- next         the Idempotency-Key record, when ARGV[5] is not empty
 -- KEYS[#KEYS]  (always last) where an accepted body waits for the dispatcher
 -- ARGV[1]  the pending event: the entries of a MessagePack map without the map's header
@@ -43,24 +49,20 @@
 
 local ARGUMENTS = 10
 
--- Up to this many members a quota is read whole; beyond, counted per window (ZCOUNT).
-local SMALL_QUOTA = 8
-
-local function seconds_up(micros)
-  return math.ceil(micros / 1000000)
-end
-
--- The i-th score (from 0) of `quota` in the window after `lower` (an exclusive ZRANGE bound).
-local function score_at(quota, lower, i)
-  local hit = redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', i, 1, 'WITHSCORES')
-  return tonumber(hit[2])
+-- When `member` of `quota` was counted, µs. A member begins with the byte 255 and that time as
+-- a big-endian double, then the event id, so reading a quota needs no scores (Redis 7.0 prints
+-- each with '%.17g' and Lua parses it back: that was the dearest step of a rejection). A member
+-- written before members were timed (or by the cluster's reserve.lua) is a bare event id, text,
+-- which never begins with that byte: it asks its score.
+local function time_of(quota, member)
+  if string.byte(member) == 255 then return (struct.unpack('>d', member, 2)) end
+  return tonumber(redis.call('ZSCORE', quota, member))
 end
 
 -- One request's decision. Its keys are KEYS[k + 1 .. last] and its arguments ARGV[a + 1 ..
 -- a + ARGUMENTS]: KEYS[k + n] and ARGV[a + n] are its KEYS[n] and ARGV[n] above.
 local function decide(k, last, a)
-  local stream = KEYS[k + 1]
-  local rules = #RULES
+  local rules = RULES[1]
   local blocked = ARGV[a + 3] ~= ''
   local fingerprint = ARGV[a + 5]
   local idem = nil
@@ -72,104 +74,128 @@ local function decide(k, last, a)
 
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  -- The reply (see above). While deciding, a window's three slots hold its count, the time of
+  -- its oldest counted request (false when none) and its retry_after.
+  local reply, n = {2, now, 0, false, 0, ARGV[a + 2], ARGV[a + 3]}, 7
   local allowed = ARGV[a + 4] == '1'
   local applies = ARGV[a + 10]
-  local violated, shadow = {}, {}
+  -- The rules with room for the request, and those whose quota counting it must trim first:
+  -- rule r is the bit 2^(r - 1) (numbers, where a table would cost the call an allocation).
+  local rooms, stales = 0, 0
+  -- The violated windows' names as MessagePack strings, one after the other, and how many.
+  local violated, violations, shadow = '', 0, nil
   local retry_us = 0
-  local outcome
-  if blocked then
-    outcome = 2
-  else
+  local outcome = 2
+  if not blocked then
+    local at = 3
     for r = 1, rules do
-      local rule, quota = RULES[r], KEYS[k + r + 1]
-      rule.skip = string.byte(applies, r) == 110 -- 'n'
-      rule.enforced = rule.enforce and not allowed
+      local quota = KEYS[k + r + 1]
+      local enforced = RULES[at] and not allowed
       -- A rule that does not apply sees an empty quota and counts nothing.
-      rule.room = not rule.skip
-      -- Scores travel as decimal text both ways (Redis prints each with printf, Lua parses): a
-      -- small quota is read whole, a large one counted per window, reading only the scores a
-      -- reply needs, so its size is asked first (an integer) and an empty one is not read. Only
-      -- an accepted request trims a quota (below), so members older than the longest window may
-      -- still be here; no window counts them.
-      local times, small = {}, true
-      if not rule.skip then
-        local size = redis.call('ZCARD', quota)
-        small = size <= SMALL_QUOTA
-        if small and size > 0 then
-          local whole = redis.call('ZRANGE', quota, 0, -1, 'WITHSCORES')
-          for j = 2, #whole, 2 do
-            times[j / 2] = tonumber(whole[j])
-          end
+      local skip = string.byte(applies, r) == 110 -- 'n'
+      local room = not skip
+      -- A small quota (up to 8 members) is read whole, in one call that reads up to 9: a ninth
+      -- means a large quota, counted per window (ZCOUNT) and read only where a reply needs a
+      -- time. Only an accepted request trims a quota (below), so members older than the
+      -- longest window may still be here; no window counts them. Every number the script
+      -- passes to Redis is text: Redis would print a Lua number with '%.17g'.
+      local times, small = nil, true
+      if not skip then
+        times = redis.call('ZRANGE', quota, '0', '8')
+        small = #times <= 8
+        if small then
+          for j = 1, #times do times[j] = time_of(quota, times[j]) end
         end
       end
       -- Whether counting must trim: a quota read whole trims only when its oldest member is past
       -- the longest window (an empty one, a new client's, never).
-      rule.stale = not small or (times[1] ~= nil and times[1] <= now - rule.longest)
-      for w = 1, #rule.windows do
-        local win = rule.windows[w]
-        local count, oldest, lower, k
-        if small then
+      local stale = not small
+        or (times ~= nil and times[1] ~= nil and times[1] <= now - RULES[at + 1])
+      local windows = RULES[at + 3]
+      at = at + 4
+      for _ = 1, windows do
+        local limit, d = RULES[at], RULES[at + 1]
+        local count, oldest, retry, lower, first = 0, false, 0, nil, nil
+        if skip then
+          count = 0
+        elseif small then
           -- A request at t counts in a window of length d while t > now - d.
-          k = #times + 1
+          first = #times + 1
           for j = 1, #times do
-            if times[j] > now - win.d then k = j break end
+            if times[j] > now - d then first = j break end
           end
-          count, oldest = #times - k + 1, times[k]
+          count, oldest = #times - first + 1, times[first] or false
         else
-          lower = '(' .. string.format('%d', now - win.d)
+          lower = '(' .. string.format('%d', now - d)
           count = redis.call('ZCOUNT', quota, lower, '+inf')
-          if count > 0 then oldest = score_at(quota, lower, 0) end
+          if count > 0 then
+            oldest = time_of(quota,
+              redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', '0', '1')[1])
+          end
         end
-        win.count, win.oldest, win.retry = count, oldest, 0
-        if count >= win.limit then
-          rule.room = false
+        if count >= limit then
+          room = false
           -- The (count - limit + 1)-th oldest request in the window must leave before one more
           -- fits.
           local leaving
-          if small then leaving = times[k + count - win.limit]
-          else leaving = score_at(quota, lower, count - win.limit) end
-          local wait = leaving + win.d - now
-          if rule.enforced then
-            win.retry = seconds_up(wait)
-            retry_us = math.max(retry_us, wait)
-            violated[#violated + 1] = win.name
+          if small then leaving = times[first + count - limit]
+          else
+            leaving = time_of(quota, redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE',
+              'LIMIT', string.format('%d', count - limit), '1')[1])
+          end
+          local wait = leaving + d - now
+          if enforced then
+            retry = math.ceil(wait / 1000000)
+            if wait > retry_us then retry_us = wait end
+            violated, violations = violated .. RULES[at + 3], violations + 1
           else
             -- A shadow window reports its would-be wait negated: it refuses nothing.
-            win.retry = -seconds_up(wait)
-            shadow[#shadow + 1] = win.name
+            retry = -math.ceil(wait / 1000000)
+            shadow = shadow or {}
+            shadow[#shadow + 1] = RULES[at + 2]
           end
         end
+        reply[n + 1], reply[n + 2], reply[n + 3] = count, oldest, retry
+        n, at = n + 3, at + 4
+      end
+      if room then
+        rooms = rooms + 2 ^ (r - 1)
+        if stale then stales = stales + 2 ^ (r - 1) end
       end
     end
-    outcome = (#violated == 0) and 1 or 0
+    outcome = (violations == 0) and 1 or 0
   end
 
   local retry_after = 0
   if outcome == 1 then
     -- Every rule with room counts the request, shadow rules too: they count as if enforced.
     local score = string.format('%d', now)
+    local member = struct.pack('>Bd', 255, now) .. ARGV[a + 2]
+    local at = 3
     for r = 1, rules do
-      local rule, quota = RULES[r], KEYS[k + r + 1]
-      if rule.room then
-        if rule.stale then
-          redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - rule.longest))
+      local bit, quota = 2 ^ (r - 1), KEYS[k + r + 1]
+      if rooms % (2 * bit) >= bit then
+        if stales % (2 * bit) >= bit then
+          redis.call('ZREMRANGEBYSCORE', quota, '-inf', string.format('%d', now - RULES[at + 1]))
         end
-        redis.call('ZADD', quota, score, ARGV[a + 2])
-        redis.call('PEXPIRE', quota, rule.expire_ms)
+        redis.call('ZADD', quota, score, member)
+        redis.call('PEXPIRE', quota, RULES[at + 2])
       end
+      at = at + 4 + 4 * RULES[at + 3]
     end
     -- The body the dispatcher needs travels apart from the event, in the same slot, and only
     -- for a request that will be delivered.
     if ARGV[a + 7] ~= '' then
-      redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', BODY_TTL_MS)
+      redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', RULES[2])
     end
   elseif outcome == 0 then
-    retry_after = seconds_up(retry_us)
+    retry_after = math.ceil(retry_us / 1000000)
   end
   -- The event: ingest's entries, the decision's, and the body in the form the outcome keeps
-  -- (entries ingest encoded). An accepted request's decision entries are constant but at_us.
+  -- (entries ingest encoded). The decision's entries are written here as cmsgpack would write
+  -- them (at_us a uint64), at a fraction of its cost; window names come encoded in RULES.
   local entries, shadowed = tonumber(ARGV[a + 8]) + 6, ''
-  if #shadow > 0 then
+  if shadow then
     shadowed = cmsgpack.pack('shadow_violated', shadow)
     entries = entries + 1
   end
@@ -177,31 +203,42 @@ local function decide(k, last, a)
   if outcome == 1 then
     decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[a + 9]
   else
-    decided = cmsgpack.pack('outcome', (outcome == 0) and 'rejected' or 'blocked',
-      'violated', violated, 'retry_after', retry_after)
+    -- MessagePack: fixarray up to 15 names (else array16); Retry-After a fixint, else uint32.
+    local names = violations < 16 and string.char(0x90 + violations)
+      or struct.pack('>BI2', 0xdc, violations)
+    local retry = retry_after < 128 and string.char(retry_after)
+      or struct.pack('>BI4', 0xce, retry_after)
+    decided = ((outcome == 0) and '\167outcome\168rejected\168violated'
+      or '\167outcome\167blocked\168violated') .. names .. violated .. '\171retry_after' .. retry
     kept = ARGV[a + 6]
   end
-  local event = map_header(entries) .. ARGV[a + 1] .. cmsgpack.pack('at_us', now) .. decided
-    .. kept .. shadowed
-  local id = redis.call('XADD', stream, '*', 'e', event)
+  -- The map's header: fixmap up to 15 entries, else map16.
+  local header = entries < 16 and string.char(0x80 + entries)
+    or struct.pack('>BI2', 0xde, entries)
+  local event = header .. ARGV[a + 1] .. '\165at_us'
+    .. struct.pack('>BI8', 0xcf, now) .. decided .. kept .. shadowed
+  local id = redis.call('XADD', KEYS[k + 1], '*', 'e', event)
+  reply[1], reply[3], reply[4] = outcome, retry_after, id
 
-  local reply, n = {outcome, now, retry_after, id, 0, ARGV[a + 2], ARGV[a + 3]}, 7
   if outcome ~= 2 then
+    n = 7
+    local at = 3
     for r = 1, rules do
-      local rule = RULES[r]
-      local counted = outcome == 1 and rule.room
-      for w = 1, #rule.windows do
-        local win = rule.windows[w]
-        local used, oldest = win.count, win.oldest
+      local bit = 2 ^ (r - 1)
+      local counted = outcome == 1 and rooms % (2 * bit) >= bit
+      local windows = RULES[at + 3]
+      at = at + 4
+      for _ = 1, windows do
+        local limit, d = RULES[at], RULES[at + 1]
+        local used, oldest = reply[n + 1], reply[n + 2]
         if counted then
           used = used + 1
           oldest = oldest or now
         end
         local reset_after = 0
-        if oldest then reset_after = seconds_up(oldest + win.d - now) end
-        reply[n + 1], reply[n + 2], reply[n + 3] = math.max(win.limit - used, 0), reset_after,
-          win.retry
-        n = n + 3
+        if oldest then reset_after = math.ceil((oldest + d - now) / 1000000) end
+        reply[n + 1], reply[n + 2] = math.max(limit - used, 0), reset_after
+        n, at = n + 3, at + 4
       end
     end
   end

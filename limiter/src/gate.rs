@@ -29,40 +29,45 @@ const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("deci
 /// neither sends nor parses them (each policy is its own script).
 pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     use std::fmt::Write as _;
-    let mut lua = String::from("local RULES = {\n");
+    let mut lua = format!(
+        "local RULES = {{{}, '{body_ttl_ms}',\n",
+        ruleset.rules().len()
+    );
     for rule in ruleset.rules() {
         let longest = i64::try_from(rule.limits.longest().as_micros()).unwrap_or(i64::MAX);
         // A quota outlives its longest window by a second, so no member it counts expires early.
         let expire_ms = longest.saturating_add(999) / 1000 + 1000;
-        let _ = write!(
+        let _ = writeln!(
             lua,
-            // Every field the script sets is in the constructor, so the tables never grow.
-            "  {{enforce = {}, longest = {longest}, expire_ms = '{expire_ms}', skip = false, \
-             enforced = false, room = false, stale = false, windows = {{",
+            "  {}, {longest}, '{expire_ms}', {},",
             rule.mode == Mode::Enforce,
+            rule.limits.windows().len()
         );
-        // Windows carry the names events and headers use (`Rule::window_name`).
+        // Windows carry the names events and headers use (`Rule::window_name`), as text and as
+        // the MessagePack string a rejection's event lists.
         for w in rule.limits.windows() {
-            let _ = write!(
+            let name = rule.window_name(w);
+            let packed = rmp_serde::to_vec(&name).expect("a string always serializes");
+            let _ = writeln!(
                 lua,
-                "{{name = {}, limit = {}, d = {}, count = 0, oldest = false, retry = 0}}, ",
-                lua_string(&rule.window_name(w)),
+                "    {}, {}, {}, {},",
                 w.limit,
-                w.duration_micros()
+                w.duration_micros(),
+                lua_string(name.as_bytes()),
+                lua_string(&packed),
             );
         }
-        lua.push_str("}},\n");
     }
-    let _ = writeln!(lua, "}}\nlocal BODY_TTL_MS = '{body_ttl_ms}'");
+    lua.push_str("}\n");
     lua.push_str(DECIDE_LUA);
     lua
 }
 
-/// `text` as a Lua string literal, every byte but printable ASCII other than the quote and the
+/// `bytes` as a Lua string literal, every byte but printable ASCII other than the quote and the
 /// backslash as a decimal escape (names are validated, but the script does not rely on it).
-fn lua_string(text: &str) -> String {
+fn lua_string(bytes: &[u8]) -> String {
     let mut quoted = String::from("'");
-    for b in text.bytes() {
+    for &b in bytes {
         if (b.is_ascii_graphic() || b == b' ') && b != b'\'' && b != b'\\' {
             quoted.push(char::from(b));
         } else {
@@ -745,8 +750,8 @@ mod tests {
 
     #[test]
     fn names_reach_the_script_as_inert_lua_literals() {
-        assert_eq!(lua_string("rule.1m"), "'rule.1m'");
-        assert_eq!(lua_string("a'b\\c\n]]"), "'a\\039b\\092c\\010]]'");
+        assert_eq!(lua_string(b"rule.1m"), "'rule.1m'");
+        assert_eq!(lua_string(b"a'b\\c\n]]"), "'a\\039b\\092c\\010]]'");
     }
 
     #[test]
@@ -754,7 +759,13 @@ mod tests {
         let seed = RateLimiter::new(Policy::parse("3/1m,10/1d").unwrap(), Layout::default());
         let other = RateLimiter::new(Policy::parse("5/1m").unwrap(), Layout::default());
         let lua = decide_script(seed.ruleset(), 1000);
-        assert!(lua.starts_with("local RULES = {\n  {enforce = true, longest = 86400000000, expire_ms = '86401000', skip = false, enforced = false, room = false, stale = false, windows = {{name = '1m', limit = 3, d = 60000000, count = 0, oldest = false, retry = 0}, {name = '1d', limit = 10, d = 86400000000, count = 0, oldest = false, retry = 0}, }},\n}\nlocal BODY_TTL_MS = '1000'\n"), "{lua}");
+        assert!(
+            lua.starts_with(
+                "local RULES = {1, '1000',\n  true, 86400000000, '86401000', 2,\n    3, 60000000, \
+                 '1m', '\\1621m',\n    10, 86400000000, '1d', '\\1621d',\n}\n"
+            ),
+            "{lua}"
+        );
         assert_ne!(seed.script.sha1(), other.script.sha1());
     }
 }

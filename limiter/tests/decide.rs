@@ -329,3 +329,67 @@ async fn every_event_carries_the_request_and_the_decision() {
     assert!(rejected.retry_after >= 59);
     drop_namespace(redis, limiter.layout()).await;
 }
+
+/// A quota member carries its time (decide.lua's `TIMED`), but quotas written before it did,
+/// or by the cluster's reserve.lua, hold bare event ids: those are read by their scores and
+/// count all the same, to the exact Retry-After.
+#[tokio::test]
+async fn quota_members_without_their_time_count_by_their_scores() {
+    use fred::interfaces::{KeysInterface, SortedSetsInterface};
+    const POLICY: &str = "3/1m,4/1d";
+    let pool = redis().await;
+    let redis = pool.next();
+    let limiter = limiter(POLICY, 1);
+    let req = request("192.0.2.45", "+14155550198");
+    let first = limiter.decide(redis, &req).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Accepted);
+    let mut quota = None;
+    for key in limiter::connection::namespace_keys(redis, limiter.layout().namespace())
+        .await
+        .unwrap()
+    {
+        let kind: String = redis.r#type(key.as_str()).await.unwrap();
+        if kind == "zset" {
+            quota = Some(key);
+        }
+    }
+    let quota = quota.expect("the accepted request's quota");
+    // Two requests counted the old way: 30 s and two hours before the first.
+    let (minute_ago, hours_ago) = (first.at_us - 30_000_000, first.at_us - 7_200_000_000);
+    let _: i64 = redis
+        .zadd(
+            quota.as_str(),
+            None,
+            None,
+            false,
+            false,
+            vec![
+                (minute_ago as f64, uuid::Uuid::now_v7().to_string()),
+                (hours_ago as f64, uuid::Uuid::now_v7().to_string()),
+            ],
+        )
+        .await
+        .unwrap();
+    // The minute counts two and the day three: one more fits both, exactly.
+    let second = limiter.decide(redis, &req).await.unwrap();
+    assert_eq!(second.outcome, Outcome::Accepted);
+    assert_eq!(second.windows[0].remaining, 0);
+    assert_eq!(second.windows[1].remaining, 0);
+    assert_eq!(
+        second.windows[0].reset_after,
+        limiter::model::whole_seconds_up(minute_ago + 60_000_000 - second.at_us)
+    );
+    let third = limiter.decide(redis, &req).await.unwrap();
+    assert_eq!(third.outcome, Outcome::Rejected);
+    // The day refuses longest: until the request of two hours ago leaves it.
+    let day_wait = limiter::model::whole_seconds_up(hours_ago + 86_400_000_000 - third.at_us);
+    assert_eq!(third.retry_after, day_wait);
+    assert!(third.retry_after > 70_000, "{}", third.retry_after);
+    let events = stream_events(redis, limiter.layout()).await;
+    let (_, rejected) = events.last().unwrap();
+    assert_eq!(rejected.outcome, Outcome::Rejected);
+    assert_eq!(rejected.violated, ["1m", "1d"]);
+    assert_eq!(rejected.retry_after, day_wait);
+    assert_eq!(rejected.at_us, third.at_us);
+    drop_namespace(redis, limiter.layout()).await;
+}

@@ -316,7 +316,9 @@ pub async fn client_usage(
 ) -> Result<Vec<WindowUsage>, fred::error::Error> {
     let client = client_key(ip, to);
     let key = layout.quota(layout.partition_of(&client), &client);
-    let accepted: Vec<(String, f64)> = redis.zrange(key, 0, -1, None, false, None, true).await?;
+    // Members are bytes (a timed event id, see decide.lua); only the scores are read here.
+    let accepted: Vec<(bytes::Bytes, f64)> =
+        redis.zrange(key, 0, -1, None, false, None, true).await?;
     let mut times: Vec<i64> = accepted.into_iter().map(|(_, t)| t as i64).collect();
     times.sort_unstable();
     Ok(policy

@@ -26,6 +26,27 @@
 -- have released its reservations: nothing is recorded); {-1} or the first answer (replayed =
 -- 1) for an Idempotency-Key seen before, recording nothing.
 
+-- The header of a MessagePack map of `entries` entries: fixmap up to 15, else map16.
+local function map_header(entries)
+  if entries < 16 then return string.char(0x80 + entries) end
+  return string.char(0xde, math.floor(entries / 256), entries % 256)
+end
+
+-- The event as the stream keeps it: ingest's `entries` map entries (`pending`, a MessagePack
+-- map without its header) and the decision's, under one header. Nothing ingest wrote is decoded
+-- or re-encoded.
+local function event_bytes(pending, entries, decision)
+  local tail = cmsgpack.pack('at_us', decision.at_us, 'outcome', decision.outcome,
+    'violated', decision.violated, 'retry_after', decision.retry_after,
+    'message', decision.message, 'stored', decision.stored)
+  entries = entries + 6
+  if #decision.shadow > 0 then
+    tail = tail .. cmsgpack.pack('shadow_violated', decision.shadow)
+    entries = entries + 1
+  end
+  return map_header(entries) .. pending .. tail
+end
+
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
 local fingerprint = ARGV[6]
 local idem = nil
