@@ -56,7 +56,7 @@ struct Lane {
 #[derive(Debug)]
 struct Waiting {
     request: Request,
-    answer: oneshot::Sender<Result<Vec<Value>, LimiterError>>,
+    answer: oneshot::Sender<Result<Value, LimiterError>>,
 }
 
 impl GroupCommit {
@@ -86,7 +86,7 @@ impl GroupCommit {
         script: &Arc<Script>,
         partition: u16,
         request: Request,
-    ) -> Result<Vec<Value>, LimiterError> {
+    ) -> Result<Value, LimiterError> {
         let lane = usize::from(partition).min(self.lanes.len() - 1);
         let (answer, answered) = oneshot::channel();
         let start = {
@@ -202,7 +202,7 @@ pub(crate) async fn call_one(
     redis: &Client,
     script: &Script,
     (keys, args): Request,
-) -> Result<Vec<Value>, LimiterError> {
+) -> Result<Value, LimiterError> {
     Ok(script.evalsha_with_reload(redis, keys, args).await?)
 }
 
@@ -213,7 +213,7 @@ pub(crate) async fn call(
     redis: &Client,
     script: &Script,
     requests: Vec<Request>,
-) -> Result<Vec<Vec<Value>>, LimiterError> {
+) -> Result<Vec<Value>, LimiterError> {
     let requests = match <[Request; 1]>::try_from(requests) {
         Ok([request]) => return Ok(vec![call_one(redis, script, request).await?]),
         Err(requests) => requests,
@@ -232,14 +232,8 @@ pub(crate) async fn call(
         keys.extend(request_keys);
         args.extend(request_args);
     }
-    let replies: Vec<Value> = script.evalsha_with_reload(redis, keys, args).await?;
-    replies
-        .into_iter()
-        .map(|reply| match reply {
-            Value::Array(reply) => Ok(reply),
-            other => Err(LimiterError::Reply(format!(
-                "a batch reply holds {other:?}"
-            ))),
-        })
-        .collect()
+    match script.evalsha_with_reload(redis, keys, args).await? {
+        Value::Array(replies) => Ok(replies),
+        other => Err(LimiterError::Reply(format!("a batch answered {other:?}"))),
+    }
 }

@@ -7,9 +7,10 @@
 -- makes: RULES is one flat array (a table per rule and window cost the seed's call 10,000
 -- instructions where this costs 2,000) and the decision uses no helper it could inline.
 -- RULES[1] is the number of rules, RULES[2] how long an accepted body waits for the dispatcher
--- (ms, text), then per rule: enforced (true) or shadow (false), its longest window µs, its
--- quota's TTL ms as text, its number of windows, then per window: limit, length µs, its name as
--- events show it, and that name as a MessagePack string.
+-- (ms, text), RULES[3] the struct format of the reply's windows, then per rule: enforced (true)
+-- or shadow (false), its longest window µs, its quota's TTL ms as text, its number of windows,
+-- then per window: limit, length µs, its name as events show it, and that name as a
+-- MessagePack string.
 --
 -- One call decides one request (KEYS and ARGV as below) or a batch (gateways send the requests
 -- that arrived while their previous calls were under way, so one round trip carries many):
@@ -21,33 +22,38 @@
 -- KEYS[2..n+1] one quota per rule: a sorted set of the requests the rule counted (score =
 --              µs; member: the byte 255, the µs as a big-endian double, the event id); absent
 --              when the request is blocked
--- next         the Idempotency-Key record, when ARGV[5] is not empty
+-- next         the Idempotency-Key record, when the request has a fingerprint
 -- KEYS[#KEYS]  (always last) where an accepted body waits for the dispatcher
--- ARGV[1]  the pending event: the entries of a MessagePack map without the map's header
---          (ARGV[8] of them). The script appends the decision's entries and writes the
---          header, so it never decodes or re-encodes what ingest wrote
--- ARGV[2]  the event id (the quota member if accepted)
--- ARGV[3]  '' to decide, else the reason a blocked request is recorded with (no quota is read
---          or written)
--- ARGV[4]  '1' when the client is allow-listed: no rule refuses it
--- ARGV[5]  the request's fingerprint under an Idempotency-Key, or ''
--- ARGV[6]  the map entries `message` and `stored` as a refused request keeps them (never more
+-- Each argument costs a call about 1,700 instructions in Redis (parsed, then pushed into
+-- ARGV), so the small ones travel together:
+-- ARGV[1]  the pending event: the entries of a MessagePack map without the map's header. The
+--          script appends the decision's entries and writes the header, so it never decodes or
+--          re-encodes what ingest wrote
+-- ARGV[2]  the event id (in the quota member if accepted)
+-- ARGV[3]  one letter per rule: 'y' when the rule applies, 'n' when the request lacks a
+--          dimension of the rule's key (its quota is neither read nor counted); then 'a' when
+--          the client is allow-listed (no rule refuses it), else '-'; then one byte: how many
+--          map entries ARGV[1] holds
+-- ARGV[4]  the map entries `message` and `stored` as a refused request keeps them (never more
 --          than a redacted preview), MessagePack
--- ARGV[7]  the full body when the event does not carry it ('' when it does, or when blocked)
--- ARGV[8]  how many map entries ARGV[1] holds
--- ARGV[9]  the same entries as an accepted request keeps them
--- ARGV[10] one letter per rule: 'y' when the rule applies, 'n' when the request lacks a
---          dimension of the rule's key (its quota is neither read nor counted)
+-- ARGV[5]  the same entries as an accepted request keeps them
+-- ARGV[6]  the full body when the event does not carry it ('' when it does, or when blocked)
+-- ARGV[7]  '' for a request neither blocked nor under an Idempotency-Key; else the reason it
+--          is blocked ('' when it is decided; a blocked request reads and writes no quota), a
+--          newline, and its fingerprint under its Idempotency-Key ('' without one)
 --
--- Returns the request's reply, or for a batch one reply per request, in order:
---         {outcome (1 accepted, 0 rejected, 2 blocked, -1 key reused with another body),
---          now µs, retry_after s, stream id, replayed (0|1), event id, blocked reason or '',
---          then per rule and window: remaining, reset_after s, retry_after s (0 unless violated;
---          negated for a shadow rule's window that would have refused)}.
+-- Returns the request's reply, or for a batch one reply per request, in order: one string,
+-- where a table costs Redis several hundred instructions per element to reply:
+--   a byte, 1 when replayed (else 0); then as big-endian i64: outcome (1 accepted, 0 rejected,
+--   2 blocked), now µs, retry_after s, and unless blocked, per rule and window: remaining,
+--   reset_after s, retry_after s (0 unless violated; negated for a shadow rule's window that
+--   would have refused); then the stream id, a newline, the event id, a newline, and the
+--   blocked reason or ''.
+-- A key reused with another body answers {-1}.
 -- A repeat under a known Idempotency-Key returns the first reply (replayed = 1) and records
 -- nothing.
 
-local ARGUMENTS = 10
+local ARGUMENTS = 7
 
 -- When `member` of `quota` was counted, µs. A member begins with the byte 255 and that time as
 -- a big-endian double, then the event id, so reading a quota needs no scores (Redis 7.0 prints
@@ -63,8 +69,12 @@ end
 -- a + ARGUMENTS]: KEYS[k + n] and ARGV[a + n] are its KEYS[n] and ARGV[n] above.
 local function decide(k, last, a)
   local rules = RULES[1]
-  local blocked = ARGV[a + 3] ~= ''
-  local fingerprint = ARGV[a + 5]
+  local reason, fingerprint = ARGV[a + 7], ''
+  if reason ~= '' then
+    local cut = string.find(reason, '\n', 1, true)
+    reason, fingerprint = string.sub(reason, 1, cut - 1), string.sub(reason, cut + 1)
+  end
+  local blocked = reason ~= ''
   local idem = nil
   if fingerprint ~= '' then
     idem = KEYS[k + (blocked and 2 or rules + 2)]
@@ -74,11 +84,12 @@ local function decide(k, last, a)
 
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-  -- The reply (see above). While deciding, a window's three slots hold its count, the time of
-  -- its oldest counted request (false when none) and its retry_after.
-  local reply, n = {2, now, 0, false, 0, ARGV[a + 2], ARGV[a + 3]}, 7
-  local allowed = ARGV[a + 4] == '1'
-  local applies = ARGV[a + 10]
+  -- Per window three slots: while deciding, its count, the time of its oldest counted request
+  -- (false when none) and its retry_after; then what the reply says of it. Made for four
+  -- windows at once: a table that grows is rebuilt at every power of two.
+  local slots, n = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0
+  local flags = ARGV[a + 3]
+  local allowed = string.byte(flags, rules + 1) == 97 -- 'a'
   -- The rules with room for the request, and those whose quota counting it must trim first:
   -- rule r is the bit 2^(r - 1) (numbers, where a table would cost the call an allocation).
   local rooms, stales = 0, 0
@@ -87,12 +98,12 @@ local function decide(k, last, a)
   local retry_us = 0
   local outcome = 2
   if not blocked then
-    local at = 3
+    local at = 4
     for r = 1, rules do
       local quota = KEYS[k + r + 1]
       local enforced = RULES[at] and not allowed
       -- A rule that does not apply sees an empty quota and counts nothing.
-      local skip = string.byte(applies, r) == 110 -- 'n'
+      local skip = string.byte(flags, r) == 110 -- 'n'
       local room = not skip
       -- A small quota (up to 8 members) is read whole, in one call that reads up to 9: a ninth
       -- means a large quota, counted per window (ZCOUNT) and read only where a reply needs a
@@ -155,7 +166,7 @@ local function decide(k, last, a)
             shadow[#shadow + 1] = RULES[at + 2]
           end
         end
-        reply[n + 1], reply[n + 2], reply[n + 3] = count, oldest, retry
+        slots[n + 1], slots[n + 2], slots[n + 3] = count, oldest, retry
         n, at = n + 3, at + 4
       end
       if room then
@@ -171,7 +182,7 @@ local function decide(k, last, a)
     -- Every rule with room counts the request, shadow rules too: they count as if enforced.
     local score = string.format('%d', now)
     local member = struct.pack('>Bd', 255, now) .. ARGV[a + 2]
-    local at = 3
+    local at = 4
     for r = 1, rules do
       local bit, quota = 2 ^ (r - 1), KEYS[k + r + 1]
       if rooms % (2 * bit) >= bit then
@@ -185,8 +196,8 @@ local function decide(k, last, a)
     end
     -- The body the dispatcher needs travels apart from the event, in the same slot, and only
     -- for a request that will be delivered.
-    if ARGV[a + 7] ~= '' then
-      redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', RULES[2])
+    if ARGV[a + 6] ~= '' then
+      redis.call('SET', KEYS[last], ARGV[a + 6], 'PX', RULES[2])
     end
   elseif outcome == 0 then
     retry_after = math.ceil(retry_us / 1000000)
@@ -194,14 +205,14 @@ local function decide(k, last, a)
   -- The event: ingest's entries, the decision's, and the body in the form the outcome keeps
   -- (entries ingest encoded). The decision's entries are written here as cmsgpack would write
   -- them (at_us a uint64), at a fraction of its cost; window names come encoded in RULES.
-  local entries, shadowed = tonumber(ARGV[a + 8]) + 6, ''
+  local entries, shadowed = string.byte(flags, rules + 2) + 6, ''
   if shadow then
     shadowed = cmsgpack.pack('shadow_violated', shadow)
     entries = entries + 1
   end
   local decided, kept
   if outcome == 1 then
-    decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[a + 9]
+    decided, kept = '\167outcome\168accepted\168violated\144\171retry_after\0', ARGV[a + 5]
   else
     -- MessagePack: fixarray up to 15 names (else array16); Retry-After a fixint, else uint32.
     local names = violations < 16 and string.char(0x90 + violations)
@@ -210,38 +221,41 @@ local function decide(k, last, a)
       or struct.pack('>BI4', 0xce, retry_after)
     decided = ((outcome == 0) and '\167outcome\168rejected\168violated'
       or '\167outcome\167blocked\168violated') .. names .. violated .. '\171retry_after' .. retry
-    kept = ARGV[a + 6]
+    kept = ARGV[a + 4]
   end
   -- The map's header: fixmap up to 15 entries, else map16.
   local header = entries < 16 and string.char(0x80 + entries)
     or struct.pack('>BI2', 0xde, entries)
   local event = header .. ARGV[a + 1] .. '\165at_us'
     .. struct.pack('>BI8', 0xcf, now) .. decided .. kept .. shadowed
-  local id = redis.call('XADD', KEYS[k + 1], '*', 'e', event)
-  reply[1], reply[3], reply[4] = outcome, retry_after, id
+  local stream_id = redis.call('XADD', KEYS[k + 1], '*', 'e', event)
 
+  local windows = ''
   if outcome ~= 2 then
-    n = 7
-    local at = 3
+    n = 0
+    local at = 4
     for r = 1, rules do
       local bit = 2 ^ (r - 1)
       local counted = outcome == 1 and rooms % (2 * bit) >= bit
-      local windows = RULES[at + 3]
+      local count = RULES[at + 3]
       at = at + 4
-      for _ = 1, windows do
+      for _ = 1, count do
         local limit, d = RULES[at], RULES[at + 1]
-        local used, oldest = reply[n + 1], reply[n + 2]
+        local used, oldest = slots[n + 1], slots[n + 2]
         if counted then
           used = used + 1
           oldest = oldest or now
         end
         local reset_after = 0
         if oldest then reset_after = math.ceil((oldest + d - now) / 1000000) end
-        reply[n + 1], reply[n + 2] = math.max(limit - used, 0), reset_after
+        slots[n + 1], slots[n + 2] = math.max(limit - used, 0), reset_after
         n, at = n + 3, at + 4
       end
     end
+    windows = struct.pack(RULES[3], unpack(slots, 1, n))
   end
+  local reply = struct.pack('>Bi8i8i8', 0, outcome, now, retry_after) .. windows .. stream_id
+    .. '\n' .. ARGV[a + 2] .. '\n' .. reason
   if idem then
     redis.call('SET', idem, cmsgpack.pack({fingerprint, reply}), 'PX', 86400000)
   end

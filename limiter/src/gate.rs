@@ -29,8 +29,15 @@ const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("deci
 /// neither sends nor parses them (each policy is its own script).
 pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     use std::fmt::Write as _;
+    let windows: usize = ruleset
+        .rules()
+        .iter()
+        .map(|r| r.limits.windows().len())
+        .sum();
+    // The reply's windows: three big-endian i64 each (`parse_reply`).
+    let reply_format = format!(">{}", "i8".repeat(3 * windows));
     let mut lua = format!(
-        "local RULES = {{{}, '{body_ttl_ms}',\n",
+        "local RULES = {{{}, '{body_ttl_ms}', '{reply_format}',\n",
         ruleset.rules().len()
     );
     for rule in ruleset.rules() {
@@ -378,7 +385,7 @@ impl RateLimiter {
                 cluster::finish(redis, &self.layout, self.timing, *held, steps).await?
             }
         };
-        self.parse_reply(partition, reply, &applies)
+        self.parse_reply(partition, Value::Array(reply), &applies)
     }
 
     /// The first half of a decision by the reserve/commit protocol: reservations taken (or
@@ -421,7 +428,7 @@ impl RateLimiter {
             settle,
         };
         let reply = cluster::finish(redis, &self.layout, self.timing, held, steps).await?;
-        self.parse_reply(partition, reply, &applies)
+        self.parse_reply(partition, Value::Array(reply), &applies)
     }
 
     /// The keys and arguments of `decide.lua`, or the plan of the reserve/commit protocol.
@@ -554,23 +561,30 @@ impl RateLimiter {
             message: &accepted_message,
             stored: accepted_form.as_str(),
         });
-        let applies_flags: String = applies
+        // The script's ARGV[3]: a letter per rule, the allow-list's, the pending entries' count.
+        let mut flags: Vec<u8> = applies
             .iter()
-            .map(|applies| if *applies { 'y' } else { 'n' })
+            .map(|a| if *a { b'y' } else { b'n' })
             .collect();
-        let allowed = self.ruleset.clients.allowed(request.ip);
+        flags.push(match self.ruleset.clients.allowed(request.ip) {
+            true => b'a',
+            false => b'-',
+        });
+        flags.push(u8::try_from(pending.entries).expect("an event has fewer than 256 fields"));
+        let reason = blocked.map_or("", BlockReason::as_str);
+        let reason_and_fingerprint = match (reason, fingerprint) {
+            ("", "") => String::new(),
+            _ => format!("{reason}\n{fingerprint}"),
+        };
         let mut uuid_text = Uuid::encode_buffer();
         let args = vec![
             Value::Bytes(pending.bytes.into()),
             Value::from(&*id.as_hyphenated().encode_lower(&mut uuid_text)),
-            Value::from(blocked.map_or("", BlockReason::as_str)),
-            Value::from(if allowed { "1" } else { "0" }),
-            Value::from(fingerprint),
+            Value::Bytes(flags.into()),
             Value::Bytes(refused.bytes.into()),
-            Value::from(body),
-            Value::from(pending.entries),
             Value::Bytes(accepted.bytes.into()),
-            Value::from(applies_flags),
+            Value::from(body),
+            Value::from(reason_and_fingerprint),
         ];
         Prepared::Script {
             partition,
@@ -580,29 +594,37 @@ impl RateLimiter {
         }
     }
 
+    /// A decision's reply: decide.lua's one string, or a table (record.lua's, an answer
+    /// stored before replies were strings, a conflict, a failed decision of a batch).
     fn parse_reply(
         &self,
         partition: u16,
-        reply: Vec<Value>,
+        reply: Value,
         applies: &[bool],
     ) -> Result<Decision, LimiterError> {
+        let items = match reply {
+            Value::Array(items) => items,
+            packed => return self.parse_packed(partition, &packed, applies),
+        };
+        // A string answer replayed through the cluster's begin.lua arrives as a table of one.
+        if let [packed] = items.as_slice()
+            && packed.as_bytes().is_some()
+        {
+            return self.parse_packed(partition, packed, applies);
+        }
         let int = |i: usize| -> Result<i64, LimiterError> {
-            reply
+            items
                 .get(i)
                 .and_then(Value::as_i64)
-                .ok_or_else(|| LimiterError::Reply(format!("value {i} is {:?}", reply.get(i))))
+                .ok_or_else(|| LimiterError::Reply(format!("value {i} is {:?}", items.get(i))))
         };
         let text = |i: usize| -> Result<String, LimiterError> {
-            reply
+            items
                 .get(i)
                 .and_then(|v| v.as_str().map(|s| s.to_string()))
                 .ok_or_else(|| LimiterError::Reply(format!("value {i} is not a string")))
         };
-        let non_negative = |i: usize| int(i).map(|v| u64::try_from(v).unwrap_or(0));
         let outcome = match int(0)? {
-            1 => Outcome::Accepted,
-            0 => Outcome::Rejected,
-            2 => Outcome::Blocked,
             -1 => return Err(LimiterError::IdempotencyConflict),
             -2 => {
                 return Err(LimiterError::Reply(format!(
@@ -610,50 +632,123 @@ impl RateLimiter {
                     text(1)?
                 )));
             }
-            other => return Err(LimiterError::Reply(format!("outcome {other}"))),
+            other => outcome_of(other)?,
         };
-        let id = Uuid::parse_str(&text(5)?)
-            .map_err(|e| LimiterError::Reply(format!("event id: {e}")))?;
-        let reason = BlockReason::parse(&text(6)?);
-        let mut windows = Vec::new();
-        let window_count: usize = self
-            .ruleset
+        // Per window: remaining, reset_after, retry_after; a replayed answer of an older
+        // policy has other windows, and keeps its outcome only.
+        let slots = match items.len() == 7 + 3 * self.window_count() {
+            true => (7..items.len()).map(int).collect::<Result<_, _>>()?,
+            false => Vec::new(),
+        };
+        Ok(Decision {
+            id: Uuid::parse_str(&text(5)?)
+                .map_err(|e| LimiterError::Reply(format!("event id: {e}")))?,
+            outcome,
+            at_us: int(1)?,
+            retry_after: u64::try_from(int(2)?).unwrap_or(0),
+            partition,
+            stream_id: text(3)?,
+            windows: self.windows_of(outcome, &slots, applies),
+            reason: BlockReason::parse(&text(6)?),
+            replayed: int(4)? == 1,
+        })
+    }
+
+    /// decide.lua's reply (see its header): the replayed byte, big-endian i64s, then the
+    /// stream id, event id and blocked reason, one per line.
+    fn parse_packed(
+        &self,
+        partition: u16,
+        packed: &Value,
+        applies: &[bool],
+    ) -> Result<Decision, LimiterError> {
+        let malformed = || LimiterError::Reply(format!("a malformed reply: {packed:?}"));
+        let bytes = packed.as_bytes().ok_or_else(malformed)?;
+        let int = |i: usize| -> Option<i64> {
+            let at = 1 + 8 * i;
+            Some(i64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        let outcome = outcome_of(int(0).ok_or_else(malformed)?)?;
+        let windows = match outcome {
+            Outcome::Blocked => 0,
+            _ => self.window_count(),
+        };
+        let slots: Vec<i64> = (3..3 + 3 * windows)
+            .map(int)
+            .collect::<Option<_>>()
+            .ok_or_else(malformed)?;
+        let tail = bytes.get(25 + 24 * windows..).ok_or_else(malformed)?;
+        let mut lines = std::str::from_utf8(tail)
+            .map_err(|_| malformed())?
+            .split('\n');
+        let (Some(stream_id), Some(id), Some(reason), None) =
+            (lines.next(), lines.next(), lines.next(), lines.next())
+        else {
+            return Err(malformed());
+        };
+        Ok(Decision {
+            id: Uuid::parse_str(id).map_err(|e| LimiterError::Reply(format!("event id: {e}")))?,
+            outcome,
+            at_us: int(1).ok_or_else(malformed)?,
+            retry_after: u64::try_from(int(2).ok_or_else(malformed)?).unwrap_or(0),
+            partition,
+            stream_id: stream_id.to_owned(),
+            windows: self.windows_of(outcome, &slots, applies),
+            reason: BlockReason::parse(reason),
+            replayed: bytes.first() == Some(&1),
+        })
+    }
+
+    /// Every window of every rule of the policy.
+    fn window_count(&self) -> usize {
+        self.ruleset
             .rules()
             .iter()
             .map(|r| r.limits.windows().len())
-            .sum();
-        // A replayed answer of an older policy has other windows; it keeps its outcome only.
-        if outcome != Outcome::Blocked && reply.len() == 7 + 3 * window_count {
-            let mut at = 7;
-            for (rule, applies) in self.ruleset.rules().iter().zip(applies) {
-                for w in rule.limits.windows() {
-                    let retry = int(at + 2)?;
-                    windows.push(WindowState {
-                        name: rule.window_name(w),
-                        rule: rule.name.clone(),
-                        enforced: rule.mode == Mode::Enforce && *applies,
-                        limit: w.limit,
-                        window_secs: w.duration.as_secs(),
-                        remaining: u32::try_from(non_negative(at)?).unwrap_or(0),
-                        reset_after: non_negative(at + 1)?,
-                        retry_after: u64::try_from(retry).unwrap_or(0),
-                        shadow_violated: retry < 0,
-                    });
-                    at += 3;
-                }
-            }
+            .sum()
+    }
+
+    /// The windows a reply's `slots` (three per window, in policy order) describe; none when
+    /// blocked or when the slots are not this policy's.
+    fn windows_of(&self, outcome: Outcome, slots: &[i64], applies: &[bool]) -> Vec<WindowState> {
+        if outcome == Outcome::Blocked || slots.len() != 3 * self.window_count() {
+            return Vec::new();
         }
-        Ok(Decision {
-            id,
-            outcome,
-            at_us: int(1)?,
-            retry_after: non_negative(2)?,
-            partition,
-            stream_id: text(3)?,
-            windows,
-            reason,
-            replayed: int(4)? == 1,
-        })
+        let policy_windows =
+            self.ruleset
+                .rules()
+                .iter()
+                .zip(applies)
+                .flat_map(|(rule, applies)| {
+                    rule.limits
+                        .windows()
+                        .iter()
+                        .map(move |w| (rule, *applies, w))
+                });
+        policy_windows
+            .zip(slots.chunks_exact(3))
+            .map(|((rule, applies, w), slot)| WindowState {
+                name: rule.window_name(w),
+                rule: rule.name.clone(),
+                enforced: rule.mode == Mode::Enforce && applies,
+                limit: w.limit,
+                window_secs: w.duration.as_secs(),
+                remaining: u32::try_from(slot[0]).unwrap_or(0),
+                reset_after: u64::try_from(slot[1]).unwrap_or(0),
+                retry_after: u64::try_from(slot[2]).unwrap_or(0),
+                shadow_violated: slot[2] < 0,
+            })
+            .collect()
+    }
+}
+
+/// A reply's outcome code.
+fn outcome_of(code: i64) -> Result<Outcome, LimiterError> {
+    match code {
+        1 => Ok(Outcome::Accepted),
+        0 => Ok(Outcome::Rejected),
+        2 => Ok(Outcome::Blocked),
+        other => Err(LimiterError::Reply(format!("outcome {other}"))),
     }
 }
 
@@ -761,7 +856,7 @@ mod tests {
         let lua = decide_script(seed.ruleset(), 1000);
         assert!(
             lua.starts_with(
-                "local RULES = {1, '1000',\n  true, 86400000000, '86401000', 2,\n    3, 60000000, \
+                "local RULES = {1, '1000', '>i8i8i8i8i8i8',\n  true, 86400000000, '86401000', 2,\n    3, 60000000, \
                  '1m', '\\1621m',\n    10, 86400000000, '1d', '\\1621d',\n}\n"
             ),
             "{lua}"

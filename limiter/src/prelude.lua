@@ -9,6 +9,8 @@ local function first_answer(key, fingerprint)
   local first = cmsgpack.unpack(stored)
   if first[1] ~= fingerprint then return {-1} end
   local reply = first[2]
+  -- decide.lua's reply is a string that begins with its replayed byte; record.lua's a table.
+  if type(reply) == 'string' then return '\1' .. string.sub(reply, 2) end
   reply[5] = 1
   return reply
 end
