@@ -13,14 +13,14 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Quota (`q`) and window length in seconds (`w`) of every window.
-pub fn policy_header(windows: &[WindowState]) -> String {
+pub fn policy_header<'a>(windows: impl IntoIterator<Item = &'a WindowState>) -> String {
     list(windows, |w| {
         [("q", u64::from(w.limit)), ("w", w.window_secs)]
     })
 }
 
 /// Remaining quota (`r`) and seconds until it grows again (`t`) of every window.
-pub fn state_header(windows: &[WindowState]) -> String {
+pub fn state_header<'a>(windows: impl IntoIterator<Item = &'a WindowState>) -> String {
     list(windows, |w| {
         [("r", u64::from(w.remaining)), ("t", w.reset_after)]
     })
@@ -28,10 +28,13 @@ pub fn state_header(windows: &[WindowState]) -> String {
 
 /// One `"name";a=1;b=2` item per window, written into one string (on every response, so the
 /// integers go through itoa rather than the formatting machinery).
-fn list(windows: &[WindowState], params: impl Fn(&WindowState) -> [(&str, u64); 2]) -> String {
-    let mut out = String::with_capacity(32 * windows.len());
+fn list<'a>(
+    windows: impl IntoIterator<Item = &'a WindowState>,
+    params: impl Fn(&WindowState) -> [(&str, u64); 2],
+) -> String {
+    let mut out = String::with_capacity(64);
     let mut digits = itoa::Buffer::new();
-    for (i, w) in windows.iter().enumerate() {
+    for (i, w) in windows.into_iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -48,9 +51,13 @@ fn list(windows: &[WindowState], params: impl Fn(&WindowState) -> [(&str, u64); 
     out
 }
 
-pub fn insert(headers: &mut HeaderMap, windows: &[WindowState]) {
+/// Both headers for `windows` (walked once per header, so no list of them is made).
+pub fn insert<'a>(
+    headers: &mut HeaderMap,
+    windows: impl IntoIterator<Item = &'a WindowState> + Clone,
+) {
     for (name, value) in [
-        (RATELIMIT_POLICY, policy_header(windows)),
+        (RATELIMIT_POLICY, policy_header(windows.clone())),
         (RATELIMIT, state_header(windows)),
     ] {
         if let Ok(value) = HeaderValue::try_from(value) {

@@ -90,14 +90,15 @@ struct Violation<'a> {
     retry_after: u64,
 }
 
-/// The 429 answer: a problem with the decision beside the standard members.
-#[derive(utoipa::ToSchema)]
+/// The 429 answer: a problem (RFC 9457, the members [`Problem`] writes) with the decision
+/// beside the standard members. Its own type, serialized in one pass: a [`Problem`] builds a
+/// JSON tree of its extensions first, which cost a rejection more than its decision did.
+#[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = RateLimited)]
-#[allow(dead_code)] // describes the `Problem` built in `send_sms`
-struct RateLimitedSchema<'a> {
-    #[schema(rename = "type")]
-    kind: String,
-    title: String,
+struct RateLimited<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
     status: u16,
     detail: String,
     retry_after: u64,
@@ -105,6 +106,26 @@ struct RateLimitedSchema<'a> {
     id: String,
     limits: Vec<Limit<'a>>,
     violated: Vec<Violation<'a>>,
+}
+
+impl RateLimited<'_> {
+    const TYPE: &'static str = "/problems/rate-limited";
+
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                ),
+                (header::RETRY_AFTER, HeaderValue::from(self.retry_after)),
+            ],
+            body,
+        )
+            .into_response()
+    }
 }
 
 /// Decides whether an SMS may be sent, and records the decision.
@@ -120,7 +141,7 @@ struct RateLimitedSchema<'a> {
         (status = 413, description = "body over 16 KiB", body = ProblemSchema, content_type = "application/problem+json"),
         (status = 415, description = "the content type is not JSON", body = ProblemSchema, content_type = "application/problem+json"),
         (status = 422, description = "a value that cannot be sent (empty or over-long message, control characters, bad sender)", body = ProblemSchema, content_type = "application/problem+json"),
-        (status = 429, description = "over a limit", body = RateLimitedSchema, content_type = "application/problem+json",
+        (status = 429, description = "over a limit", body = RateLimited, content_type = "application/problem+json",
          headers(("Retry-After" = u64), ("RateLimit-Policy" = String), ("RateLimit" = String))),
         (status = 503, description = "Redis is unreachable; the gateway fails closed", body = ProblemSchema, content_type = "application/problem+json",
          headers(("Retry-After" = u64))),
@@ -461,25 +482,23 @@ fn respond(decision: &Decision, to: &PhoneNumber, segments: u32) -> Response {
                 names.join(" and "),
                 decision.retry_after
             );
-            let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
-                .with("retry_after", decision.retry_after)
-                .with("id", decision.id.to_string())
-                .with("limits", limits(&decision.windows))
-                .with("violated", violated)
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
-            response
+            RateLimited {
+                kind: RateLimited::TYPE,
+                title: "Too Many Requests",
+                status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+                detail,
+                retry_after: decision.retry_after,
+                id: decision.id.to_string(),
+                limits: limits(&decision.windows),
+                violated,
+            }
+            .into_response()
         }
     };
-    let enforced: Vec<WindowState> = decision
-        .windows
-        .iter()
-        .filter(|w| w.enforced)
-        .cloned()
-        .collect();
-    rate_headers::insert(response.headers_mut(), &enforced);
+    rate_headers::insert(
+        response.headers_mut(),
+        decision.windows.iter().filter(|w| w.enforced),
+    );
     if decision.replayed {
         response
             .headers_mut()
@@ -491,6 +510,42 @@ fn respond(decision: &Decision, to: &PhoneNumber, segments: u32) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_limited_answer_is_the_problem_it_stands_for() {
+        let limits = vec![Limit {
+            name: "1m",
+            limit: 3,
+            remaining: 0,
+            reset_after: 41,
+        }];
+        let violated = vec![Violation {
+            name: "1m",
+            rule: "client",
+            limit: 3,
+            window: 60,
+            retry_after: 41,
+        }];
+        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "over")
+            .with("retry_after", 41)
+            .with("id", "0193")
+            .with("limits", &limits)
+            .with("violated", &violated);
+        let typed = RateLimited {
+            kind: RateLimited::TYPE,
+            title: "Too Many Requests",
+            status: 429,
+            detail: "over".into(),
+            retry_after: 41,
+            id: "0193".into(),
+            limits,
+            violated,
+        };
+        assert_eq!(
+            serde_json::to_value(&typed).unwrap(),
+            serde_json::to_value(&problem).unwrap()
+        );
+    }
 
     #[test]
     fn json_content_types_are_recognised() {

@@ -3,7 +3,8 @@
 //! (`application/problem+json`). Roles depend on this crate, never on each other.
 //!
 //! - One `type` scheme: `/problems/<slug>`, one slug per [`ApiError`] variant (and
-//!   `rate-limited` for ingest's 429, built with [`Problem`]).
+//!   `rate-limited` for ingest's 429: a type of its own there, serialized in one pass, that
+//!   writes the members a [`Problem`] would).
 //! - One `Retry-After` policy: every 503 carries [`RETRY_AFTER_UNAVAILABLE`] seconds, as the
 //!   header and as `retry_after`; a 429 carries the limiter's exact wait.
 //! - 5xx details are logged, never sent.
