@@ -61,7 +61,8 @@ local ARGUMENTS = 7
 -- written before members were timed (or by the cluster's reserve.lua) is a bare event id, text,
 -- which never begins with that byte: it asks its score.
 local function time_of(quota, member)
-  if string.byte(member) == 255 then return (struct.unpack('>d', member, 2)) end
+  local tag, time = struct.unpack('>Bd', member)
+  if tag == 255 then return time end
   return tonumber(redis.call('ZSCORE', quota, member))
 end
 
@@ -115,7 +116,12 @@ local function decide(k, last, a)
         times = redis.call('ZRANGE', quota, '0', '8')
         small = #times <= 8
         if small then
-          for j = 1, #times do times[j] = time_of(quota, times[j]) end
+          -- time_of, inlined: this loop runs for every member of every quota read whole.
+          for j = 1, #times do
+            local tag, time = struct.unpack('>Bd', times[j])
+            if tag ~= 255 then time = tonumber(redis.call('ZSCORE', quota, times[j])) end
+            times[j] = time
+          end
         end
       end
       -- Whether counting must trim: a quota read whole trims only when its oldest member is past
@@ -126,7 +132,7 @@ local function decide(k, last, a)
       at = at + 4
       for _ = 1, windows do
         local limit, d = RULES[at], RULES[at + 1]
-        local count, oldest, retry, lower, first = 0, false, 0, nil, nil
+        local count, oldest, retry, lower, first, head = 0, false, 0, nil, nil, nil
         if skip then
           count = 0
         elseif small then
@@ -137,11 +143,16 @@ local function decide(k, last, a)
           end
           count, oldest = #times - first + 1, times[first] or false
         else
-          lower = '(' .. string.format('%d', now - d)
+          lower = string.format('(%d', now - d)
           count = redis.call('ZCOUNT', quota, lower, '+inf')
           if count > 0 then
-            oldest = time_of(quota,
-              redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', '0', '1')[1])
+            -- The oldest in the window, and when full the one that must leave (below): one
+            -- read of the oldest up to it, unless a policy lowered since left many more.
+            local upto = count - limit + 1
+            if upto < 1 or upto > 16 then upto = 1 end
+            head = redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE', 'LIMIT', '0',
+              string.format('%d', upto))
+            oldest = time_of(quota, head[1])
           end
         end
         if count >= limit then
@@ -150,6 +161,7 @@ local function decide(k, last, a)
           -- fits.
           local leaving
           if small then leaving = times[first + count - limit]
+          elseif #head == count - limit + 1 then leaving = time_of(quota, head[#head])
           else
             leaving = time_of(quota, redis.call('ZRANGE', quota, lower, '+inf', 'BYSCORE',
               'LIMIT', string.format('%d', count - limit), '1')[1])
@@ -248,7 +260,9 @@ local function decide(k, last, a)
         end
         local reset_after = 0
         if oldest then reset_after = math.ceil((oldest + d - now) / 1000000) end
-        slots[n + 1], slots[n + 2] = math.max(limit - used, 0), reset_after
+        local remaining = limit - used
+        if remaining < 0 then remaining = 0 end
+        slots[n + 1], slots[n + 2] = remaining, reset_after
         n, at = n + 3, at + 4
       end
     end

@@ -393,3 +393,61 @@ async fn quota_members_without_their_time_count_by_their_scores() {
     assert_eq!(rejected.at_us, third.at_us);
     drop_namespace(redis, limiter.layout()).await;
 }
+
+/// A large quota's Retry-After is the wait for the request that must leave, also when a
+/// lowered limit leaves many more counted than it allows (decide.lua reads that one apart).
+#[tokio::test]
+async fn a_lowered_limit_waits_for_the_request_that_must_leave() {
+    use fred::interfaces::{KeysInterface, SortedSetsInterface};
+    let pool = redis().await;
+    let redis = pool.next();
+    let first = limiter("30/1m", 1);
+    let req = request("192.0.2.46", "+14155550197");
+    let seed = first.decide(redis, &req).await.unwrap();
+    let mut quota = None;
+    for key in limiter::connection::namespace_keys(redis, first.layout().namespace())
+        .await
+        .unwrap()
+    {
+        let kind: String = redis.r#type(key.as_str()).await.unwrap();
+        if kind == "zset" {
+            quota = Some(key);
+        }
+    }
+    let quota = quota.expect("the accepted request's quota");
+    // Twenty requests counted 2 s apart, from 59 s before the first decision on, each member
+    // as decide.lua writes it: the byte 255, its time as a big-endian double, an event id.
+    let times: Vec<i64> = (0..20)
+        .map(|i| seed.at_us - 59_000_000 + i * 2_000_000)
+        .collect();
+    let members: Vec<(f64, fred::types::Value)> = times
+        .iter()
+        .map(|t| {
+            let mut member = vec![255u8];
+            member.extend((*t as f64).to_be_bytes());
+            member.extend(uuid::Uuid::now_v7().to_string().bytes());
+            (*t as f64, fred::types::Value::Bytes(member.into()))
+        })
+        .collect();
+    let _: i64 = redis.del(quota.as_str()).await.unwrap();
+    let _: i64 = redis
+        .zadd(quota.as_str(), None, None, false, false, members)
+        .await
+        .unwrap();
+    for (policy, leaving) in [("10/1m", 10), ("3/1m", 17)] {
+        let lowered = RateLimiter::new(Policy::parse(policy).unwrap(), first.layout().clone());
+        let refused = lowered.decide(redis, &req).await.unwrap();
+        assert_eq!(refused.outcome, Outcome::Rejected, "{policy}");
+        assert_eq!(
+            refused.retry_after,
+            limiter::model::whole_seconds_up(times[leaving] + 60_000_000 - refused.at_us),
+            "{policy}: the {}th oldest must leave first",
+            leaving + 1
+        );
+        assert_eq!(
+            refused.windows[0].reset_after,
+            limiter::model::whole_seconds_up(times[0] + 60_000_000 - refused.at_us)
+        );
+    }
+    drop_namespace(redis, first.layout()).await;
+}
