@@ -335,7 +335,7 @@ async fn every_event_carries_the_request_and_the_decision() {
 /// count all the same, to the exact Retry-After.
 #[tokio::test]
 async fn quota_members_without_their_time_count_by_their_scores() {
-    use fred::interfaces::{KeysInterface, SortedSetsInterface};
+    use fred::interfaces::SortedSetsInterface;
     const POLICY: &str = "3/1m,4/1d";
     let pool = redis().await;
     let redis = pool.next();
@@ -343,17 +343,7 @@ async fn quota_members_without_their_time_count_by_their_scores() {
     let req = request("192.0.2.45", "+14155550198");
     let first = limiter.decide(redis, &req).await.unwrap();
     assert_eq!(first.outcome, Outcome::Accepted);
-    let mut quota = None;
-    for key in limiter::connection::namespace_keys(redis, limiter.layout().namespace())
-        .await
-        .unwrap()
-    {
-        let kind: String = redis.r#type(key.as_str()).await.unwrap();
-        if kind == "zset" {
-            quota = Some(key);
-        }
-    }
-    let quota = quota.expect("the accepted request's quota");
+    let quota = only_quota(redis, limiter.layout()).await;
     // Two requests counted the old way: 30 s and two hours before the first.
     let (minute_ago, hours_ago) = (first.at_us - 30_000_000, first.at_us - 7_200_000_000);
     let _: i64 = redis
@@ -404,17 +394,7 @@ async fn a_lowered_limit_waits_for_the_request_that_must_leave() {
     let first = limiter("30/1m", 1);
     let req = request("192.0.2.46", "+14155550197");
     let seed = first.decide(redis, &req).await.unwrap();
-    let mut quota = None;
-    for key in limiter::connection::namespace_keys(redis, first.layout().namespace())
-        .await
-        .unwrap()
-    {
-        let kind: String = redis.r#type(key.as_str()).await.unwrap();
-        if kind == "zset" {
-            quota = Some(key);
-        }
-    }
-    let quota = quota.expect("the accepted request's quota");
+    let quota = only_quota(redis, first.layout()).await;
     // Twenty requests counted 2 s apart, from 59 s before the first decision on, each member
     // as decide.lua writes it: the byte 255, its time as a big-endian double, an event id.
     let times: Vec<i64> = (0..20)
@@ -450,4 +430,21 @@ async fn a_lowered_limit_waits_for_the_request_that_must_leave() {
         );
     }
     drop_namespace(redis, first.layout()).await;
+}
+
+/// The one sorted set under `layout`: the quota of the only client a test decided for.
+async fn only_quota(redis: &fred::clients::Client, layout: &Layout) -> String {
+    use fred::interfaces::KeysInterface;
+    let mut quotas = Vec::new();
+    for key in limiter::connection::namespace_keys(redis, layout.namespace())
+        .await
+        .unwrap()
+    {
+        let kind: String = redis.r#type(key.as_str()).await.unwrap();
+        if kind == "zset" {
+            quotas.push(key);
+        }
+    }
+    assert_eq!(quotas.len(), 1, "{quotas:?}");
+    quotas.remove(0)
 }
