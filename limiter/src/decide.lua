@@ -7,10 +7,11 @@
 -- makes: RULES is one flat array (a table per rule and window cost the seed's call 10,000
 -- instructions where this costs 2,000) and the decision uses no helper it could inline.
 -- RULES[1] is the number of rules, RULES[2] how long an accepted body waits for the dispatcher
--- (ms, text), RULES[3] the struct format of the reply's windows, then per rule: enforced (true)
--- or shadow (false), its longest window µs, its quota's TTL ms as text, its number of windows,
--- then per window: limit, length µs, its name as events show it, and that name as a
--- MessagePack string.
+-- (ms, text), RULES[3] the struct format of the reply's windows, RULES[4] where its scratch
+-- slots begin; then per rule: enforced (true) or shadow (false), its longest window µs, its
+-- quota's TTL ms as text, its number of windows, then per window: limit, length µs, its name as
+-- events show it, and that name as a MessagePack string; last, three scratch slots per window
+-- (a table of their own would cost every call its allocation and growth).
 --
 -- One call decides one request (KEYS and ARGV as below) or a batch (gateways send the requests
 -- that arrived while their previous calls were under way, so one round trip carries many):
@@ -85,21 +86,22 @@ local function decide(k, last, a)
 
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-  -- Per window three slots: while deciding, its count, the time of its oldest counted request
-  -- (false when none) and its retry_after; then what the reply says of it. Made for four
-  -- windows at once: a table that grows is rebuilt at every power of two.
-  local slots, n = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0
+  -- Per window three slots (RULES' last): while deciding, its count, the time of its oldest
+  -- counted request (false when none) and its retry_after; then what the reply says of it.
+  local slots, n = RULES, RULES[4] - 1
   local flags = ARGV[a + 3]
   local allowed = string.byte(flags, rules + 1) == 97 -- 'a'
   -- The rules with room for the request, and those whose quota counting it must trim first:
   -- rule r is the bit 2^(r - 1) (numbers, where a table would cost the call an allocation).
   local rooms, stales = 0, 0
   -- The violated windows' names as MessagePack strings, one after the other, and how many.
-  local violated, violations, shadow = '', 0, nil
+  local violated, violations = '', 0
+  -- The same of the shadow windows that would have refused.
+  local shadow, shadows = '', 0
   local retry_us = 0
   local outcome = 2
   if not blocked then
-    local at = 4
+    local at = 5
     for r = 1, rules do
       local quota = KEYS[k + r + 1]
       local enforced = RULES[at] and not allowed
@@ -174,8 +176,7 @@ local function decide(k, last, a)
           else
             -- A shadow window reports its would-be wait negated: it refuses nothing.
             retry = -math.ceil(wait / 1000000)
-            shadow = shadow or {}
-            shadow[#shadow + 1] = RULES[at + 2]
+            shadow, shadows = shadow .. RULES[at + 3], shadows + 1
           end
         end
         slots[n + 1], slots[n + 2], slots[n + 3] = count, oldest, retry
@@ -194,7 +195,7 @@ local function decide(k, last, a)
     -- Every rule with room counts the request, shadow rules too: they count as if enforced.
     local score = string.format('%d', now)
     local member = struct.pack('>Bd', 255, now) .. ARGV[a + 2]
-    local at = 4
+    local at = 5
     for r = 1, rules do
       local bit, quota = 2 ^ (r - 1), KEYS[k + r + 1]
       if rooms % (2 * bit) >= bit then
@@ -218,8 +219,9 @@ local function decide(k, last, a)
   -- (entries ingest encoded). The decision's entries are written here as cmsgpack would write
   -- them (at_us a uint64), at a fraction of its cost; window names come encoded in RULES.
   local entries, shadowed = string.byte(flags, rules + 2) + 6, ''
-  if shadow then
-    shadowed = cmsgpack.pack('shadow_violated', shadow)
+  if shadows > 0 then
+    shadowed = '\175shadow_violated' .. (shadows < 16 and string.char(0x90 + shadows)
+      or struct.pack('>BI2', 0xdc, shadows)) .. shadow
     entries = entries + 1
   end
   local decided, kept
@@ -244,8 +246,8 @@ local function decide(k, last, a)
 
   local windows = ''
   if outcome ~= 2 then
-    n = 0
-    local at = 4
+    n = RULES[4] - 1
+    local at = 5
     for r = 1, rules do
       local bit = 2 ^ (r - 1)
       local counted = outcome == 1 and rooms % (2 * bit) >= bit
@@ -266,7 +268,7 @@ local function decide(k, last, a)
         n, at = n + 3, at + 4
       end
     end
-    windows = struct.pack(RULES[3], unpack(slots, 1, n))
+    windows = struct.pack(RULES[3], unpack(slots, RULES[4], n))
   end
   local reply = struct.pack('>Bi8i8i8', 0, outcome, now, retry_after) .. windows .. stream_id
     .. '\n' .. ARGV[a + 2] .. '\n' .. reason

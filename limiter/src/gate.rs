@@ -36,8 +36,10 @@ pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
         .sum();
     // The reply's windows: three big-endian i64 each (`parse_reply`).
     let reply_format = format!(">{}", "i8".repeat(3 * windows));
+    // After the four header values, four per rule and four per window.
+    let first_slot = 5 + 4 * (ruleset.rules().len() + windows);
     let mut lua = format!(
-        "local RULES = {{{}, '{body_ttl_ms}', '{reply_format}',\n",
+        "local RULES = {{{}, '{body_ttl_ms}', '{reply_format}', {first_slot},\n",
         ruleset.rules().len()
     );
     for rule in ruleset.rules() {
@@ -65,7 +67,8 @@ pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
             );
         }
     }
-    lua.push_str("}\n");
+    // The scratch slots, three per window.
+    let _ = writeln!(lua, "  {}\n}}", "0, 0, 0, ".repeat(windows).trim_end());
     lua.push_str(DECIDE_LUA);
     lua
 }
@@ -856,8 +859,8 @@ mod tests {
         let lua = decide_script(seed.ruleset(), 1000);
         assert!(
             lua.starts_with(
-                "local RULES = {1, '1000', '>i8i8i8i8i8i8',\n  true, 86400000000, '86401000', 2,\n    3, 60000000, \
-                 '1m', '\\1621m',\n    10, 86400000000, '1d', '\\1621d',\n}\n"
+                "local RULES = {1, '1000', '>i8i8i8i8i8i8', 17,\n  true, 86400000000, '86401000', 2,\n    3, 60000000, \
+                 '1m', '\\1621m',\n    10, 86400000000, '1d', '\\1621d',\n  0, 0, 0, 0, 0, 0,\n}\n"
             ),
             "{lua}"
         );
