@@ -238,13 +238,19 @@ async fn audit_passes_on_ten_thousand_real_decisions_and_names_a_tampered_outcom
         "{named}"
     );
 
-    // Only `at` changed: the row disagrees with itself.
+    // Only `at` changed: the row disagrees with itself. Moved an hour within its UTC day, so
+    // it stays in its day's partition (an hour back from just after midnight would find none).
     let edited = &items[77];
-    sqlx::query("UPDATE sms_events SET at = at - interval '1 hour' WHERE id = $1")
-        .bind(edited.event.id)
-        .execute(&h.pg)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE sms_events SET at = CASE \
+           WHEN at - interval '1 hour' >= date_trunc('day', at, 'UTC') THEN at - interval '1 hour' \
+           ELSE at + interval '1 hour' END \
+         WHERE id = $1",
+    )
+    .bind(edited.event.id)
+    .execute(&h.pg)
+    .await
+    .unwrap();
     let (mismatches, _) = audit(&h, None, Duration::ZERO).await;
     let named = mismatches
         .iter()
