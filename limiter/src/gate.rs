@@ -29,11 +29,7 @@ const DECIDE_LUA: &str = concat!(include_str!("prelude.lua"), include_str!("deci
 /// neither sends nor parses them (each policy is its own script).
 pub fn decide_script(ruleset: &Ruleset, body_ttl_ms: u64) -> String {
     use std::fmt::Write as _;
-    let windows: usize = ruleset
-        .rules()
-        .iter()
-        .map(|r| r.limits.windows().len())
-        .sum();
+    let windows = ruleset.window_count();
     // The reply's windows: three big-endian i64 each (`parse_reply`).
     let reply_format = format!(">{}", "i8".repeat(3 * windows));
     // After the four header values, four per rule and four per window.
@@ -639,7 +635,7 @@ impl RateLimiter {
         };
         // Per window: remaining, reset_after, retry_after; a replayed answer of an older
         // policy has other windows, and keeps its outcome only.
-        let slots = match items.len() == 7 + 3 * self.window_count() {
+        let slots = match items.len() == 7 + 3 * self.ruleset.window_count() {
             true => (7..items.len()).map(int).collect::<Result<_, _>>()?,
             false => Vec::new(),
         };
@@ -674,7 +670,7 @@ impl RateLimiter {
         let outcome = outcome_of(int(0).ok_or_else(malformed)?)?;
         let windows = match outcome {
             Outcome::Blocked => 0,
-            _ => self.window_count(),
+            _ => self.ruleset.window_count(),
         };
         let slots: Vec<i64> = (3..3 + 3 * windows)
             .map(int)
@@ -702,19 +698,10 @@ impl RateLimiter {
         })
     }
 
-    /// Every window of every rule of the policy.
-    fn window_count(&self) -> usize {
-        self.ruleset
-            .rules()
-            .iter()
-            .map(|r| r.limits.windows().len())
-            .sum()
-    }
-
     /// The windows a reply's `slots` (three per window, in policy order) describe; none when
     /// blocked or when the slots are not this policy's.
     fn windows_of(&self, outcome: Outcome, slots: &[i64], applies: &[bool]) -> Vec<WindowState> {
-        if outcome == Outcome::Blocked || slots.len() != 3 * self.window_count() {
+        if outcome == Outcome::Blocked || slots.len() != 3 * self.ruleset.window_count() {
             return Vec::new();
         }
         let policy_windows =

@@ -385,6 +385,12 @@ impl Ruleset {
             .limits
     }
 
+    /// How many windows the policy has, over all its rules (the per-window parts of a
+    /// decision's reply, in this order).
+    pub fn window_count(&self) -> usize {
+        self.rules.iter().map(|r| r.limits.windows().len()).sum()
+    }
+
     /// The longest window of any rule.
     pub fn longest(&self) -> std::time::Duration {
         self.rules
