@@ -76,7 +76,11 @@ pub fn encode_stored(stored: &StoredMessage<'_>) -> PendingFields {
 
 /// `value` (a struct) as the entries of a MessagePack map, without the map's header.
 fn map_entries(value: &impl Serialize) -> PendingFields {
-    let mut bytes = rmp_serde::to_vec_named(value).expect("these structs always serialize");
+    // Room for an event's fields at once: growing from empty costs a dozen reallocations.
+    let mut bytes = Vec::with_capacity(384);
+    value
+        .serialize(&mut rmp_serde::Serializer::new(&mut bytes).with_struct_map())
+        .expect("these structs always serialize");
     let (entries, header) = match bytes[0] {
         fixmap @ 0x80..=0x8f => (u32::from(fixmap & 0x0f), 1),
         0xde => (u32::from(u16::from_be_bytes([bytes[1], bytes[2]])), 3),

@@ -123,9 +123,10 @@ pub struct Idempotency<'a> {
 /// One window of one rule after the decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowState {
-    /// As headers and events name it: `1m` for the rule `client`, else `rule.1m`.
-    pub name: String,
-    pub rule: String,
+    /// As headers and events name it: `1m` for the rule `client`, else `rule.1m`. Shared
+    /// text, written once per policy: every decision describes every window.
+    pub name: Arc<str>,
+    pub rule: Arc<str>,
     /// False for a shadow rule (and for every rule of an allow-listed client).
     pub enforced: bool,
     pub limit: u32,
@@ -218,6 +219,38 @@ pub struct RateLimiter {
     body_ttl_ms: u64,
     /// The lease and patience of the reserve/commit protocol (Redis Cluster, several slots).
     timing: ClusterTiming,
+    /// Every window of every rule, in policy order, as decisions describe them.
+    windows: Arc<[PolicyWindow]>,
+}
+
+/// What a decision says of a window besides its counts, written once per policy.
+#[derive(Clone, Debug)]
+struct PolicyWindow {
+    name: Arc<str>,
+    rule: Arc<str>,
+    /// The rule's position in the policy (what `applies` is indexed by).
+    rule_index: usize,
+    enforce: bool,
+    limit: u32,
+    window_secs: u64,
+}
+
+impl PolicyWindow {
+    fn all(ruleset: &Ruleset) -> Arc<[PolicyWindow]> {
+        let mut windows = Vec::with_capacity(ruleset.window_count());
+        for (rule_index, rule) in ruleset.rules().iter().enumerate() {
+            let rule_name: Arc<str> = rule.name.as_str().into();
+            windows.extend(rule.limits.windows().iter().map(|w| PolicyWindow {
+                name: rule.window_name(w).into(),
+                rule: rule_name.clone(),
+                rule_index,
+                enforce: rule.mode == Mode::Enforce,
+                limit: w.limit,
+                window_secs: w.duration.as_secs(),
+            }));
+        }
+        windows.into()
+    }
 }
 
 impl RateLimiter {
@@ -235,6 +268,7 @@ impl RateLimiter {
         let body_ttl_ms = Self::DEFAULT_BODY_TTL_MS;
         Self {
             spans_slots,
+            windows: PolicyWindow::all(&ruleset),
             policy_text: ruleset.to_string(),
             script: Arc::new(Script::from_lua(decide_script(&ruleset, body_ttl_ms))),
             group_commit: None,
@@ -635,7 +669,7 @@ impl RateLimiter {
         };
         // Per window: remaining, reset_after, retry_after; a replayed answer of an older
         // policy has other windows, and keeps its outcome only.
-        let slots = match items.len() == 7 + 3 * self.ruleset.window_count() {
+        let slots = match items.len() == 7 + 3 * self.windows.len() {
             true => (7..items.len()).map(int).collect::<Result<_, _>>()?,
             false => Vec::new(),
         };
@@ -670,7 +704,7 @@ impl RateLimiter {
         let outcome = outcome_of(int(0).ok_or_else(malformed)?)?;
         let windows = match outcome {
             Outcome::Blocked => 0,
-            _ => self.ruleset.window_count(),
+            _ => self.windows.len(),
         };
         let slots: Vec<i64> = (3..3 + 3 * windows)
             .map(int)
@@ -701,28 +735,18 @@ impl RateLimiter {
     /// The windows a reply's `slots` (three per window, in policy order) describe; none when
     /// blocked or when the slots are not this policy's.
     fn windows_of(&self, outcome: Outcome, slots: &[i64], applies: &[bool]) -> Vec<WindowState> {
-        if outcome == Outcome::Blocked || slots.len() != 3 * self.ruleset.window_count() {
+        if outcome == Outcome::Blocked || slots.len() != 3 * self.windows.len() {
             return Vec::new();
         }
-        let policy_windows =
-            self.ruleset
-                .rules()
-                .iter()
-                .zip(applies)
-                .flat_map(|(rule, applies)| {
-                    rule.limits
-                        .windows()
-                        .iter()
-                        .map(move |w| (rule, *applies, w))
-                });
-        policy_windows
+        self.windows
+            .iter()
             .zip(slots.chunks_exact(3))
-            .map(|((rule, applies, w), slot)| WindowState {
-                name: rule.window_name(w),
-                rule: rule.name.clone(),
-                enforced: rule.mode == Mode::Enforce && applies,
+            .map(|(w, slot)| WindowState {
+                name: w.name.clone(),
+                rule: w.rule.clone(),
+                enforced: w.enforce && applies.get(w.rule_index) == Some(&true),
                 limit: w.limit,
-                window_secs: w.duration.as_secs(),
+                window_secs: w.window_secs,
                 remaining: u32::try_from(slot[0]).unwrap_or(0),
                 reset_after: u64::try_from(slot[1]).unwrap_or(0),
                 retry_after: u64::try_from(slot[2]).unwrap_or(0),

@@ -58,10 +58,15 @@ impl Layout {
     /// [`Layout::key`] of a suffix in parts, written once into a string of the right size
     /// (keys are built for every request).
     fn key_of(&self, partition: u16, suffix: &[&str]) -> String {
-        use std::fmt::Write as _;
+        let mut digits = itoa::Buffer::new();
+        let partition = digits.format(partition);
         let length = suffix.iter().map(|part| part.len()).sum::<usize>();
-        let mut key = String::with_capacity(self.namespace.len() + 9 + length);
-        let _ = write!(key, "{}:{{{partition}}}:", self.namespace);
+        // Exactly the key's length: a full string becomes the command's bytes without a copy.
+        let mut key = String::with_capacity(self.namespace.len() + partition.len() + 4 + length);
+        key.push_str(&self.namespace);
+        key.push_str(":{");
+        key.push_str(partition);
+        key.push_str("}:");
         suffix.iter().for_each(|part| key.push_str(part));
         key
     }
@@ -92,7 +97,7 @@ impl Layout {
             let p = self.partition_of(value);
             return (p, self.quota(p, value));
         }
-        let suffix = format!("rule:{rule}:{value}");
+        let suffix = ["rule:", rule, ":", value].concat();
         let p = self.partition_of(&suffix);
         (p, self.key(p, &suffix))
     }

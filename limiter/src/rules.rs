@@ -134,22 +134,28 @@ impl Rule {
         if !self.applies_to(subject) {
             return None;
         }
-        let mut parts = Vec::with_capacity(self.key.len());
-        for dimension in &self.key {
-            parts.push(match dimension {
-                Dimension::ApiClient => subject.api_client.unwrap_or_default().to_owned(),
-                Dimension::Ip => subject.network.to_owned(),
-                Dimension::To => subject.to.to_owned(),
-                Dimension::Country => subject.country.unwrap_or("ZZ").to_owned(),
-                Dimension::Prefix => subject
-                    .to
-                    .trim_start_matches('+')
-                    .chars()
-                    .take(usize::from(self.prefix_digits))
-                    .collect(),
+        // Written into one string: a key value is built for every rule of every request.
+        let mut value = String::with_capacity(48);
+        for (i, dimension) in self.key.iter().enumerate() {
+            if i > 0 {
+                value.push('|');
+            }
+            value.push_str(match dimension {
+                Dimension::ApiClient => subject.api_client.unwrap_or_default(),
+                Dimension::Ip => subject.network,
+                Dimension::To => subject.to,
+                Dimension::Country => subject.country.unwrap_or("ZZ"),
+                Dimension::Prefix => {
+                    let digits = subject.to.trim_start_matches('+');
+                    let end = digits
+                        .char_indices()
+                        .nth(usize::from(self.prefix_digits))
+                        .map_or(digits.len(), |(at, _)| at);
+                    &digits[..end]
+                }
             });
         }
-        Some(parts.join("|"))
+        Some(value)
     }
 }
 

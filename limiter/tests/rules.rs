@@ -164,8 +164,8 @@ async fn two_hundred_requests_from_twenty_ips_to_one_number_admit_exactly_five()
         } else {
             let violated: Vec<_> = d.windows.iter().filter(|w| w.violated()).collect();
             assert_eq!(violated.len(), 1);
-            assert_eq!(violated[0].name, "number.1m");
-            assert_eq!(violated[0].rule, "number");
+            assert_eq!(&*violated[0].name, "number.1m");
+            assert_eq!(&*violated[0].rule, "number");
         }
     }
     assert_eq!(accepted, 5);
@@ -266,7 +266,7 @@ async fn with_the_seed_rule_beside_them_the_tightest_rule_wins_and_names_itself(
             assert!(!violated.is_empty());
             let expected_rule = if kind == "bomb" { "number" } else { "source" };
             assert!(
-                violated.iter().any(|w| w.rule == expected_rule),
+                violated.iter().any(|w| &*w.rule == expected_rule),
                 "{kind}: {violated:?}"
             );
             assert_eq!(
@@ -293,7 +293,7 @@ async fn with_the_seed_rule_beside_them_the_tightest_rule_wins_and_names_itself(
             .windows
             .iter()
             .filter(|w| w.violated())
-            .map(|w| w.name.clone())
+            .map(|w| w.name.to_string())
             .collect();
         assert_eq!(e.violated, names);
     }
@@ -863,7 +863,7 @@ async fn a_gateway_killed_after_reserving_under_admits_by_its_reservations_for_t
             .windows
             .iter()
             .filter(|w| w.violated())
-            .map(|w| w.name.as_str())
+            .map(|w| &*w.name)
             .collect::<Vec<_>>(),
         ["number.1m"]
     );
