@@ -48,9 +48,9 @@ pub use problem::ApiError;
 /// Everything the API needs, ready to use.
 #[derive(Clone)]
 pub struct IngestState {
-    /// The limiter of the policy in force; SIGHUP swaps in a new one atomically, and a request
-    /// is decided wholly under the one it loaded.
-    pub limiter: Arc<ArcSwap<RateLimiter>>,
+    /// The policy in force; SIGHUP swaps in a new one atomically, and a request is decided
+    /// and counted wholly under the one it loaded.
+    pub policy: Arc<ArcSwap<PolicyInForce>>,
     pub redis: Pool,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub test_numbers: Arc<TestNumbers>,
@@ -59,6 +59,20 @@ pub struct IngestState {
     pub status_callbacks: bool,
     /// Who may use the Twilio-compatible API; none when empty (every request is a 401).
     pub api_clients: Arc<ApiClients>,
+}
+
+/// A policy's limiter with the metric series its decisions move.
+pub struct PolicyInForce {
+    pub limiter: RateLimiter,
+    pub meters: telemetry::DecisionMeters,
+}
+
+impl PolicyInForce {
+    /// Registers the policy's series (at 0) and puts it in force.
+    pub fn new(limiter: RateLimiter) -> Self {
+        let meters = telemetry::DecisionMeters::register(limiter.ruleset());
+        Self { limiter, meters }
+    }
 }
 
 /// The OpenAPI description of the public API, generated from the handler and its types.

@@ -32,7 +32,8 @@ fn list<'a>(
     windows: impl IntoIterator<Item = &'a WindowState>,
     params: impl Fn(&WindowState) -> [(&str, u64); 2],
 ) -> String {
-    let mut out = String::with_capacity(64);
+    // Room for a few windows of rules with long names: growing the string costs more than this.
+    let mut out = String::with_capacity(192);
     let mut digits = itoa::Buffer::new();
     for (i, w) in windows.into_iter().enumerate() {
         if i > 0 {

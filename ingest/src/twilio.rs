@@ -291,14 +291,16 @@ pub async fn create_message(
     match create(&state, peer, &account_sid, &headers, body).await {
         Ok(response) => response,
         Err(error) => {
+            // A refusal the policy decided was counted with its decision.
             let outcome = match error.code {
-                codes::UNAVAILABLE => "unavailable",
-                codes::TOO_MANY_REQUESTS => "rejected",
-                codes::REGION | codes::NUMBER_TYPE => "blocked",
-                codes::AUTHENTICATE if error.status == StatusCode::FORBIDDEN => "blocked",
-                _ => "invalid",
+                codes::UNAVAILABLE => Some("unavailable"),
+                codes::TOO_MANY_REQUESTS | codes::REGION | codes::NUMBER_TYPE => None,
+                codes::AUTHENTICATE if error.status == StatusCode::FORBIDDEN => None,
+                _ => Some("invalid"),
             };
-            metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+            if let Some(outcome) = outcome {
+                metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+            }
             error.into_response()
         }
     }
@@ -471,7 +473,6 @@ fn respond(
 ) -> Result<Response, TwilioError> {
     match decision.outcome {
         Outcome::Accepted => {
-            metrics::counter!(REQUESTS, "outcome" => "accepted").increment(1);
             let mut resource =
                 MessageResource::new(&client.account_sid, &decision.id, to.as_str(), "queued");
             resource.body = message.as_str().to_owned();
@@ -487,7 +488,7 @@ fn respond(
                 .windows
                 .iter()
                 .filter(|w| w.violated())
-                .map(|w| w.name.as_str())
+                .map(|w| &*w.name)
                 .collect();
             Err(TwilioError {
                 retry_after: Some(decision.retry_after),
@@ -552,7 +553,7 @@ async fn fetch(
         .strip_suffix(".json")
         .and_then(limiter::twilio::parse_message_sid)
         .ok_or_else(TwilioError::not_found)?;
-    let store = DeliveryStore::new(state.limiter.load().layout().clone());
+    let store = DeliveryStore::new(state.policy.load().limiter.layout().clone());
     let found = store.locate(state.redis.next(), &id).await.map_err(|e| {
         tracing::warn!(error = %e, "delivery state unavailable");
         TwilioError {

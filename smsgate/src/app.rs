@@ -11,7 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::any;
 use fred::clients::Pool;
-use ingest::{ApiError, IngestState, TrustedProxies};
+use ingest::{ApiError, IngestState, PolicyInForce, TrustedProxies};
 use limiter::{RateLimiter, Ruleset};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -292,7 +292,6 @@ async fn ingest_router(
     api_clients: Arc<ingest::ApiClients>,
 ) -> Router {
     let settings = &ctx.settings;
-    ingest::telemetry::register(&rules);
     tracing::info!(policy = %rules, "policy in force");
     let privacy = (settings.store_message, settings.body_ttl());
     let limiter = RateLimiter::with_rules(rules, settings.layout())
@@ -301,15 +300,14 @@ async fn ingest_router(
     if let Err(e) = limiter.load(ctx.redis.next()).await {
         tracing::warn!(error = %e, "could not preload the decision script; EVALSHA will load it");
     }
-    let limiter = Arc::new(ArcSwap::from_pointee(limiter));
+    let policy = Arc::new(ArcSwap::from_pointee(PolicyInForce::new(limiter)));
     if let Some(path) = settings.policy_file.clone() {
-        let (limiter, layout, shutdown) =
-            (limiter.clone(), settings.layout(), ctx.shutdown.clone());
+        let (policy, layout, shutdown) = (policy.clone(), settings.layout(), ctx.shutdown.clone());
         ctx.tasks
-            .spawn(reload_on_sighup(path, limiter, layout, privacy, shutdown));
+            .spawn(reload_on_sighup(path, policy, layout, privacy, shutdown));
     }
     ingest::router(IngestState {
-        limiter,
+        policy,
         redis: ctx.redis.clone(),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         test_numbers: Arc::new(settings.test_numbers.clone()),
@@ -323,7 +321,7 @@ async fn ingest_router(
 /// not is refused, the policy in force stays, and the log says why.
 async fn reload_on_sighup(
     path: std::path::PathBuf,
-    limiter: Arc<ArcSwap<RateLimiter>>,
+    policy: Arc<ArcSwap<PolicyInForce>>,
     layout: limiter::Layout,
     privacy: (limiter::StoreMessage, std::time::Duration),
     shutdown: CancellationToken,
@@ -342,12 +340,11 @@ async fn reload_on_sighup(
             }
             match crate::cli::load_rules(&path) {
                 Ok(rules) => {
-                    ingest::telemetry::register(&rules);
                     tracing::info!(policy = %rules, file = %path.display(), "SIGHUP: policy reloaded");
                     let reloaded = RateLimiter::with_rules(rules, layout.clone())
                         .with_privacy(privacy.0, privacy.1)
                         .with_group_commit();
-                    limiter.store(Arc::new(reloaded));
+                    policy.store(Arc::new(PolicyInForce::new(reloaded)));
                 }
                 Err(e) => tracing::warn!(
                     error = %format!("{e:#}"),
