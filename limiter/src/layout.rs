@@ -136,7 +136,7 @@ pub fn client_key(ip: &IpAddr, to: &str) -> String {
 
 /// The client key of a client network (as `Clients::network` prints it) and a number.
 pub fn client_key_of(network: &str, to: &str) -> String {
-    format!("{network}|{to}")
+    [network, "|", to].concat()
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {

@@ -8,6 +8,7 @@
 //! are never delivered, so their events keep at most a short redacted preview, whatever the
 //! setting: a flood of 429s then costs Redis a bounded number of bytes per request.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -115,12 +116,12 @@ impl StoredForm {
     }
 
     /// `body` in this form.
-    pub fn apply(self, body: &str) -> String {
+    pub fn apply(self, body: &str) -> Cow<'_, str> {
         match self {
-            Self::Full => body.to_owned(),
-            Self::Redacted => redact(body),
-            Self::Preview => preview(&redact(body)),
-            Self::None => String::new(),
+            Self::Full => Cow::Borrowed(body),
+            Self::Redacted => Cow::Owned(redact(body)),
+            Self::Preview => Cow::Owned(preview(&redact(body))),
+            Self::None => Cow::Borrowed(""),
         }
     }
 }
@@ -130,24 +131,29 @@ impl StoredForm {
 /// (`٤٩٣٨١٧`) are redacted too; shorter runs (times, small amounts) stay readable.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.chars().count() >= REDACT_RUN {
-            out.extend(run.chars().map(|_| REDACTED_DIGIT));
+    // The digits seen since the last other character: where they start, and how many.
+    let mut run: Option<(usize, usize)> = None;
+    let flush = |digits: &str, count: usize, out: &mut String| {
+        if count >= REDACT_RUN {
+            out.extend(std::iter::repeat_n(REDACTED_DIGIT, count));
         } else {
-            out.push_str(run);
+            out.push_str(digits);
         }
-        run.clear();
     };
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
         if c.is_numeric() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
+            let (start, count) = run.unwrap_or((at, 0));
+            run = Some((start, count + 1));
+            continue;
         }
+        if let Some((start, count)) = run.take() {
+            flush(&text[start..at], count, &mut out);
+        }
+        out.push(c);
     }
-    flush(&mut run, &mut out);
+    if let Some((start, count)) = run {
+        flush(&text[start..], count, &mut out);
+    }
     out
 }
 
