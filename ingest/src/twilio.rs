@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -285,10 +285,11 @@ pub async fn create_message(
     State(state): State<IngestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(account_sid): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    // The request whole: the `HeaderMap` extractor would clone every header.
+    request: Request,
 ) -> Response {
-    match create(&state, peer, &account_sid, &headers, body).await {
+    let (parts, body) = request.into_parts();
+    match create(&state, peer, &account_sid, &parts.headers, body).await {
         Ok(response) => response,
         Err(error) => {
             // A refusal the policy decided was counted with its decision.
