@@ -142,6 +142,8 @@ pub struct PhaseReport {
     pub server_cpu: Option<f64>,
     /// CPU seconds Redis used during the phase (one Redis only).
     pub redis_cpu: Option<f64>,
+    /// CPU seconds the bench itself (the load generator) used during the phase.
+    pub load_cpu: Option<f64>,
 }
 
 impl PhaseReport {
@@ -162,6 +164,18 @@ impl PhaseReport {
         seconds.map(|s| s * 1e6 / (self.requests.max(1) as f64))
     }
 
+    fn record_cpu(&mut self, used: cpu::Used) {
+        (self.server_cpu, self.redis_cpu, self.load_cpu) = (used.server, used.redis, used.load);
+    }
+
+    /// CPU µs per request on every side measured: what the machine's cores spent per request.
+    fn total_us(&self) -> f64 {
+        [self.server_cpu, self.redis_cpu, self.load_cpu]
+            .into_iter()
+            .filter_map(|side| self.per_request_us(side))
+            .sum()
+    }
+
     fn merge(&mut self, other: PhaseReport) {
         self.requests += other.requests;
         self.accepted += other.accepted;
@@ -170,7 +184,7 @@ impl PhaseReport {
         self.latencies_us.extend(other.latencies_us);
     }
 
-    const HEADER: [&str; 10] = [
+    const HEADER: [&str; 11] = [
         "phase",
         "req/s",
         "p50 ms",
@@ -181,20 +195,21 @@ impl PhaseReport {
         "errors",
         "srv µs",
         "redis µs",
+        "load µs",
     ];
 
     fn header() -> String {
         let h = Self::HEADER;
         format!(
-            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8}",
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
+            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}",
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
         )
     }
 
     fn line(&self, name: &str) -> String {
         let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         format!(
-            "{name:<8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>7} {:>8} {:>8}",
+            "{name:<8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}",
             self.per_second(),
             self.percentile_ms(50.0),
             self.percentile_ms(99.0),
@@ -204,6 +219,7 @@ impl PhaseReport {
             self.errors,
             us(self.per_request_us(self.server_cpu)),
             us(self.per_request_us(self.redis_cpu)),
+            us(self.per_request_us(self.load_cpu)),
         )
     }
 }
@@ -332,7 +348,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let pid = server.as_ref().map(std::process::Child::id);
         let before = cpu.read(pid).await?;
         let mut report = http_phase(&addrs, args.connections, duration, traffic.restart()).await?;
-        (report.server_cpu, report.redis_cpu) = cpu.read(pid).await?.since(&before);
+        report.record_cpu(cpu.read(pid).await?.since(&before));
         println!("{}", report.line("api"));
         if let Some(child) = &mut server {
             child.kill().ok();
@@ -353,7 +369,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             traffic.restart(),
         )
         .await?;
-        script.redis_cpu = cpu.read(None).await?.since(&before).1;
+        script.record_cpu(cpu.read(None).await?.since(&before));
         println!("{}", script.line("script"));
         Some(script)
     } else {
@@ -378,7 +394,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             traffic.restart(),
         )
         .await?;
-        baseline.redis_cpu = cpu.read(None).await?.since(&before).1;
+        baseline.record_cpu(cpu.read(None).await?.since(&before));
         println!("{}", baseline.line("baseline"));
         Some(baseline)
     } else {
@@ -388,6 +404,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "api/script throughput ratio: {:.2}",
             api.per_second() / script.per_second().max(f64::EPSILON)
+        );
+        // Both phases share the machine's cores with their load generator: when the cores are
+        // busy, throughput follows the CPU all three processes spend per request.
+        println!(
+            "CPU per request, every process (server + redis + load generator): api {:.1} µs, script {:.1} µs",
+            api.total_us(),
+            script.total_us()
         );
     }
     let redis_per = |r: &PhaseReport| r.per_request_us(r.redis_cpu);

@@ -1,5 +1,6 @@
-//! CPU time as the bench reads it: a process's own from `/proc/<pid>/stat`, Redis's from
-//! `INFO cpu` (user + system of the server process, every thread).
+//! CPU time as the bench reads it: a process's own from `/proc/<pid>/stat` (the server's and
+//! the bench's, which is the load generator), Redis's from `INFO cpu` (user + system of the
+//! server process, every thread).
 
 use fred::clients::Pool;
 use fred::interfaces::ClientLike;
@@ -30,20 +31,31 @@ pub struct Cpu {
     redis: Option<Pool>,
 }
 
-/// CPU seconds used so far by the server process and by Redis, where known.
+/// CPU seconds used so far by the server process, by Redis where known, and by this process
+/// (the load generator, which shares the machine with both).
 pub struct Reading {
     server: Option<f64>,
     redis: Option<f64>,
+    load: Option<f64>,
+}
+
+/// CPU seconds each side used between two readings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Used {
+    pub server: Option<f64>,
+    pub redis: Option<f64>,
+    pub load: Option<f64>,
 }
 
 impl Reading {
-    /// What was used between `earlier` and this reading: (server, redis).
-    pub fn since(&self, earlier: &Reading) -> (Option<f64>, Option<f64>) {
+    /// What was used between `earlier` and this reading.
+    pub fn since(&self, earlier: &Reading) -> Used {
         let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
-        (
-            delta(self.server, earlier.server),
-            delta(self.redis, earlier.redis),
-        )
+        Used {
+            server: delta(self.server, earlier.server),
+            redis: delta(self.redis, earlier.redis),
+            load: delta(self.load, earlier.load),
+        }
     }
 }
 
@@ -68,6 +80,7 @@ impl Cpu {
         Ok(Reading {
             server: server.map(process_cpu).transpose()?,
             redis,
+            load: Some(process_cpu(std::process::id())?),
         })
     }
 }
