@@ -235,6 +235,32 @@ impl fmt::Display for PhoneNumber {
 mod tests {
     use super::*;
 
+    /// A policy may deny exactly the types a number can have: a name no number answers to
+    /// would refuse nothing, silently.
+    #[test]
+    fn a_policy_names_exactly_the_types_a_number_can_have() {
+        use PhoneNumberType::*;
+        let kinds = [
+            FixedLine,
+            Mobile,
+            FixedLineOrMobile,
+            TollFree,
+            PremiumRate,
+            SharedCost,
+            PersonalNumber,
+            VoIP,
+            Pager,
+            UAN,
+            VoiceMail,
+            Unknown,
+        ];
+        let mut ours: Vec<&str> = kinds.into_iter().map(type_name).collect();
+        let mut policy = limiter::rules::NUMBER_TYPES.to_vec();
+        ours.sort_unstable();
+        policy.sort_unstable();
+        assert_eq!(ours, policy);
+    }
+
     fn fictional() -> TestNumbers {
         TestNumbers::parse("+1555").unwrap()
     }

@@ -239,7 +239,10 @@ impl Clients {
     }
 }
 
-/// libphonenumber's number types, by the names a policy file uses.
+/// The types libphonenumber gives a full number, by the names a policy file uses: exactly
+/// what ingest's `PhoneNumber::number_type` can answer (a test there holds the two lists
+/// equal). Short-number categories (`short_code`, `emergency`, …) are not among them: a
+/// destination is always a full number, so denying one would never refuse anything.
 pub const NUMBER_TYPES: &[&str] = &[
     "fixed_line",
     "mobile",
@@ -251,12 +254,7 @@ pub const NUMBER_TYPES: &[&str] = &[
     "voip",
     "pager",
     "uan",
-    "emergency",
     "voicemail",
-    "short_code",
-    "standard_rate",
-    "carrier",
-    "no_international",
     "unknown",
 ];
 
@@ -814,6 +812,14 @@ deny = ["192.0.2.0/24"]
         );
         assert!(err("[clients]\nipv6_prefix = 200\n").contains("line 2"));
         assert!(err("[destinations]\n\ndeny_number_types = [\"bogus\"]\n[[rule]]\nname = \"a\"\nkey = [\"ip\"]\nlimits = \"1/1m\"").starts_with("line 3:"));
+        // A short-number category no destination ever has would deny nothing: refused.
+        let short_code = err(
+            "[destinations]\ndeny_number_types = [\"short_code\"]\n[[rule]]\nname = \"a\"\nkey = [\"ip\"]\nlimits = \"1/1m\"",
+        );
+        assert!(
+            short_code.contains("`short_code` is not a number type"),
+            "{short_code}"
+        );
         assert!(err("").contains("no [[rule]]"));
         assert!(
             err("[[rule]]\nname = \"a\"\nkey = [\"ip\"]\nlimits = \"1/1m\"\nlimit = 3")
