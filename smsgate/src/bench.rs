@@ -138,12 +138,9 @@ pub struct PhaseReport {
     pub errors: u64,
     /// Sorted request latencies in microseconds.
     pub latencies_us: Vec<u32>,
-    /// CPU seconds the server process used during the phase (a child `smsgate ingest` only).
-    pub server_cpu: Option<f64>,
-    /// CPU seconds Redis used during the phase (one Redis only).
-    pub redis_cpu: Option<f64>,
-    /// CPU seconds the bench itself (the load generator) used during the phase.
-    pub load_cpu: Option<f64>,
+    /// CPU seconds each process used during the phase: the server (a child `smsgate ingest`
+    /// only), Redis (one Redis only) and the bench itself, the load generator.
+    pub cpu: cpu::Used,
 }
 
 impl PhaseReport {
@@ -164,13 +161,9 @@ impl PhaseReport {
         seconds.map(|s| s * 1e6 / (self.requests.max(1) as f64))
     }
 
-    fn record_cpu(&mut self, used: cpu::Used) {
-        (self.server_cpu, self.redis_cpu, self.load_cpu) = (used.server, used.redis, used.load);
-    }
-
     /// CPU µs per request on every side measured: what the machine's cores spent per request.
     fn total_us(&self) -> f64 {
-        [self.server_cpu, self.redis_cpu, self.load_cpu]
+        [self.cpu.server, self.cpu.redis, self.cpu.load]
             .into_iter()
             .filter_map(|side| self.per_request_us(side))
             .sum()
@@ -217,9 +210,9 @@ impl PhaseReport {
             self.accepted,
             self.rejected,
             self.errors,
-            us(self.per_request_us(self.server_cpu)),
-            us(self.per_request_us(self.redis_cpu)),
-            us(self.per_request_us(self.load_cpu)),
+            us(self.per_request_us(self.cpu.server)),
+            us(self.per_request_us(self.cpu.redis)),
+            us(self.per_request_us(self.cpu.load)),
         )
     }
 }
@@ -348,7 +341,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let pid = server.as_ref().map(std::process::Child::id);
         let before = cpu.read(pid).await?;
         let mut report = http_phase(&addrs, args.connections, duration, traffic.restart()).await?;
-        report.record_cpu(cpu.read(pid).await?.since(&before));
+        report.cpu = cpu.read(pid).await?.since(&before);
         println!("{}", report.line("api"));
         if let Some(child) = &mut server {
             child.kill().ok();
@@ -369,7 +362,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             traffic.restart(),
         )
         .await?;
-        script.record_cpu(cpu.read(None).await?.since(&before));
+        script.cpu = cpu.read(None).await?.since(&before);
         println!("{}", script.line("script"));
         Some(script)
     } else {
@@ -394,7 +387,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             traffic.restart(),
         )
         .await?;
-        baseline.record_cpu(cpu.read(None).await?.since(&before));
+        baseline.cpu = cpu.read(None).await?.since(&before);
         println!("{}", baseline.line("baseline"));
         Some(baseline)
     } else {
@@ -413,7 +406,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             script.total_us()
         );
     }
-    let redis_per = |r: &PhaseReport| r.per_request_us(r.redis_cpu);
+    let redis_per = |r: &PhaseReport| r.per_request_us(r.cpu.redis);
     if let (Some(decision), Some(floor)) = (
         script.as_ref().and_then(redis_per),
         baseline.as_ref().and_then(redis_per),

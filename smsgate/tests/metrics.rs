@@ -14,28 +14,6 @@ use serde_json::json;
 use smsgate::Roles;
 use support::TestApp;
 
-/// Two enforced rules, a shadow trial and a denied country.
-const POLICY: &str = r#"
-[[rule]]
-name = "client"
-key = ["ip", "to"]
-limits = "3/1m"
-
-[[rule]]
-name = "number"
-key = ["to"]
-limits = "2/1m"
-
-[[rule]]
-name = "trial"
-key = ["ip"]
-limits = "1/1m"
-mode = "shadow"
-
-[destinations]
-deny_countries = ["CU"]
-"#;
-
 /// `/metrics` as the operator reads it.
 async fn metrics_text(app: &TestApp) -> String {
     let response = app
@@ -61,7 +39,7 @@ fn series_value(metrics: &str, series: &str) -> f64 {
 async fn every_decision_is_counted_once_by_outcome_rule_and_window_on_both_apis() {
     let sid = "AC00000000000000000000000000000042";
     let path = std::env::temp_dir().join(format!("smsgate-metrics-{}.toml", uuid::Uuid::now_v7()));
-    std::fs::write(&path, POLICY).unwrap();
+    std::fs::write(&path, support::SEVERAL_RULES).unwrap();
     let app = TestApp::spawn(Roles::INGEST, move |s| {
         s.policy_file = Some(path);
         s.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();

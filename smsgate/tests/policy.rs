@@ -46,31 +46,9 @@ async fn send_from(app: &TestApp, ip: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-const RULES: &str = r#"
-[[rule]]
-name = "client"
-key = ["ip", "to"]
-limits = "3/1m"
-
-[[rule]]
-name = "number"
-key = ["to"]
-limits = "2/1m"
-
-[[rule]]
-name = "trial"
-key = ["ip"]
-limits = "1/1m"
-mode = "shadow"
-
-[destinations]
-deny_countries = ["CU"]
-deny_number_types = ["premium_rate"]
-"#;
-
 #[tokio::test]
 async fn a_rule_that_refuses_names_its_windows_and_an_exact_retry_after() {
-    let app = app(Some(RULES)).await;
+    let app = app(Some(support::SEVERAL_RULES)).await;
     let body = json!({"to": "+14155550123", "message": "hi"});
     for ip in ["198.51.100.1", "198.51.100.2"] {
         let r = send_from(&app, ip, body.clone()).await;
@@ -128,7 +106,7 @@ async fn ipv6_addresses_of_one_64_share_a_quota_and_other_64s_do_not() {
 
 #[tokio::test]
 async fn blocked_destinations_are_403_problems_that_consume_nothing() {
-    let app = app(Some(RULES)).await;
+    let app = app(Some(support::SEVERAL_RULES)).await;
     let cases = [
         (
             "+53 5234 5678",

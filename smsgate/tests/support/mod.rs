@@ -164,3 +164,27 @@ pub async fn expect_problem(
     }
     problem
 }
+
+/// Two enforced rules, a shadow trial and two denied kinds of destination: the policy the
+/// policy and metrics suites decide under.
+pub const SEVERAL_RULES: &str = r#"
+[[rule]]
+name = "client"
+key = ["ip", "to"]
+limits = "3/1m"
+
+[[rule]]
+name = "number"
+key = ["to"]
+limits = "2/1m"
+
+[[rule]]
+name = "trial"
+key = ["ip"]
+limits = "1/1m"
+mode = "shadow"
+
+[destinations]
+deny_countries = ["CU"]
+deny_number_types = ["premium_rate"]
+"#;
